@@ -1,0 +1,649 @@
+//! Command line and environment → plain configuration data (`Config`, `ProbeConfig`).
+//!
+//! Options follow Go's `flag` package as well as the usual Rust style: one or two dashes,
+//! values after a space or `=`, booleans bare or with `=BOOL` (never with a separate value).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The help text printed by `--help`.
+pub(crate) const HELP: &str = "\
+hello-path-rs - a simple web service returning the URL path.
+
+A re-implementation of hello-path-go that waits for a valid credential and reloads a
+changed Secret file in place.
+
+USAGE:
+  hello-path-rs [OPTIONS]
+  hello-path-rs probe URL [--for DUR] [--every DUR] [--timeout DUR] [--expect TEXT]
+
+OPTIONS (one or two dashes; values after a space or '='):
+  --listen-addr ADDR      where to serve [default: 0.0.0.0:8080]
+  --mysecret VALUE        the credential on the command line (visible in ps: avoid)
+  --mysecret-file PATH    the credential from a file (a mounted Secret); can change at run time
+  --reload[=BOOL]         wait for a valid credential and hot-swap a changed file [default: false]
+  --retry-interval DUR    pause between validation attempts while waiting [default: 10s]
+  --watch-interval DUR    how often a running server re-reads --mysecret-file [default: 1s]
+  --shutdown-delay DUR    after SIGTERM, keep serving with /readyz failing [default: 0s]
+  --log-requests[=BOOL]   log one line per request [default: true]
+  --expose-secret[=BOOL]  demo only: log and serve the credential in clear [default: false]
+  --expected-secret LIST  credential(s) the mock remote service accepts, comma-separated
+                          [default: 4321]
+  -h, --help              print this help
+  -V, --version           print the version
+
+ENVIRONMENT:
+  MYSECRET                the credential, used when neither --mysecret nor --mysecret-file is given
+
+DURATIONS: 250ms, 10s, 1m, 1m30s, or bare seconds.
+
+ROUTES: /  /mysecret  /healthz  /readyz  /metrics  POST /-/reload  /anything-else
+SIGNALS: SIGHUP re-reads the credential (with --reload); SIGTERM/SIGINT drain and exit 0.
+";
+
+/// The version line printed by `--version`.
+pub(crate) const VERSION: &str = concat!("hello-path-rs ", env!("CARGO_PKG_VERSION"));
+
+const DEFAULT_SECRET: &str = "1234";
+
+/// Where the credential comes from, in order of precedence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SecretSource {
+    /// `--mysecret-file PATH`: the only source that can change while running.
+    File(PathBuf),
+    /// `--mysecret VALUE`.
+    Flag(String),
+    /// The `MYSECRET` environment variable.
+    Env(String),
+    /// Nothing given: the article's default `1234`.
+    Default,
+}
+
+/// What the service does with a wrong or changed credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Exit 1 on a wrong credential; never re-read it (the article's default).
+    FailFast,
+    /// Wait for a valid credential, then follow changes of the file (`--reload`).
+    Reload,
+}
+
+/// Whether a secret value may appear in logs and responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exposure {
+    /// Values are masked as `****`.
+    Masked,
+    /// `--expose-secret`: values are shown in clear, as the article does.
+    Exposed,
+}
+
+/// Configuration of the web service, fixed at start.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) listen_addr: SocketAddr,
+    pub(crate) source: SecretSource,
+    pub(crate) mode: Mode,
+    pub(crate) retry_interval: Duration,
+    pub(crate) watch_interval: Duration,
+    pub(crate) shutdown_delay: Duration,
+    pub(crate) log_requests: bool,
+    pub(crate) exposure: Exposure,
+    pub(crate) expected: Vec<String>,
+}
+
+/// Configuration of the `probe` subcommand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProbeConfig {
+    pub(crate) url: String,
+    pub(crate) duration: Duration,
+    pub(crate) every: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) expect: Option<String>,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Serve(Config),
+    Probe(ProbeConfig),
+    Help,
+    Version,
+}
+
+/// A usage error: exit code 2, one line naming the culprit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+const VALUE_OPTIONS: &[&str] = &[
+    "listen-addr",
+    "mysecret",
+    "mysecret-file",
+    "retry-interval",
+    "watch-interval",
+    "shutdown-delay",
+    "expected-secret",
+];
+const BOOL_OPTIONS: &[&str] = &["reload", "log-requests", "expose-secret"];
+const PROBE_VALUE_OPTIONS: &[&str] = &["for", "every", "timeout", "expect"];
+
+/// Parses the arguments (without the program name) and the value of `MYSECRET`.
+pub(crate) fn parse(
+    args: Vec<OsString>,
+    env_secret: Option<String>,
+) -> Result<Command, UsageError> {
+    let mut args = args
+        .into_iter()
+        .map(|a| {
+            a.into_string().map_err(|a| {
+                usage(format!(
+                    "argument is not valid UTF-8: {}",
+                    a.to_string_lossy()
+                ))
+            })
+        })
+        .collect::<Result<Vec<String>, _>>()?;
+    if args.first().map(String::as_str) == Some("probe") {
+        args.remove(0);
+        return parse_probe(args).map(Command::Probe);
+    }
+    let (bools, rest) = split_options(args, VALUE_OPTIONS, BOOL_OPTIONS)?;
+    let mut p = pico_args::Arguments::from_vec(rest.into_iter().map(OsString::from).collect());
+    if p.contains(["-h", "--help"]) {
+        return Ok(Command::Help);
+    }
+    if p.contains(["-V", "--version"]) {
+        return Ok(Command::Version);
+    }
+    let listen_addr = value(&mut p, "--listen-addr", parse_addr)?
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080)));
+    let flag_secret = value(&mut p, "--mysecret", |s| Ok(s.to_string()))?;
+    let file = value(&mut p, "--mysecret-file", parse_path)?;
+    let retry_interval = value(&mut p, "--retry-interval", parse_positive_duration)?
+        .unwrap_or(Duration::from_secs(10));
+    let watch_interval = value(&mut p, "--watch-interval", parse_positive_duration)?
+        .unwrap_or(Duration::from_secs(1));
+    let shutdown_delay =
+        value(&mut p, "--shutdown-delay", parse_duration)?.unwrap_or(Duration::ZERO);
+    let expected =
+        value(&mut p, "--expected-secret", parse_list)?.unwrap_or_else(|| vec!["4321".to_string()]);
+    reject_leftovers(p)?;
+
+    let source = match (file, flag_secret, env_secret) {
+        (Some(_), Some(_), _) => {
+            return Err(usage(
+                "--mysecret and --mysecret-file cannot be used together: choose one source",
+            ))
+        }
+        (Some(path), None, _) => SecretSource::File(path),
+        (None, Some(v), _) => SecretSource::Flag(v),
+        (None, None, Some(v)) => SecretSource::Env(v),
+        (None, None, None) => SecretSource::Default,
+    };
+    let flag = |name: &str, default: bool| {
+        bools
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map_or(default, |(_, v)| *v)
+    };
+    Ok(Command::Serve(Config {
+        listen_addr,
+        source,
+        mode: if flag("reload", false) {
+            Mode::Reload
+        } else {
+            Mode::FailFast
+        },
+        retry_interval,
+        watch_interval,
+        shutdown_delay,
+        log_requests: flag("log-requests", true),
+        exposure: if flag("expose-secret", false) {
+            Exposure::Exposed
+        } else {
+            Exposure::Masked
+        },
+        expected,
+    }))
+}
+
+/// The built-in default credential, as in the article.
+pub(crate) fn default_secret() -> &'static str {
+    DEFAULT_SECRET
+}
+
+fn parse_probe(args: Vec<String>) -> Result<ProbeConfig, UsageError> {
+    let (_, rest) = split_options(args, PROBE_VALUE_OPTIONS, &[])?;
+    let mut p = pico_args::Arguments::from_vec(rest.into_iter().map(OsString::from).collect());
+    let duration =
+        value(&mut p, "--for", parse_positive_duration)?.unwrap_or(Duration::from_secs(10));
+    let every =
+        value(&mut p, "--every", parse_positive_duration)?.unwrap_or(Duration::from_millis(100));
+    let timeout =
+        value(&mut p, "--timeout", parse_positive_duration)?.unwrap_or(Duration::from_secs(1));
+    let expect = value(&mut p, "--expect", |s| Ok(s.to_string()))?;
+    let url: Option<String> = p.opt_free_from_str().map_err(|e| usage(e.to_string()))?;
+    let url =
+        url.ok_or_else(|| usage("probe needs a URL, e.g. probe http://127.0.0.1:8080/test"))?;
+    reject_leftovers(p)?;
+    if !url.starts_with("http://") {
+        return Err(usage(format!(
+            "invalid probe URL '{url}': only http:// URLs are supported"
+        )));
+    }
+    Ok(ProbeConfig {
+        url,
+        duration,
+        every,
+        timeout,
+        expect,
+    })
+}
+
+/// Normalizes Go-style options (`-name` → `--name`) and takes the boolean options out,
+/// leaving value options for pico-args. A value following a value option is never touched.
+fn split_options(
+    args: Vec<String>,
+    value_opts: &[&str],
+    bool_opts: &[&str],
+) -> Result<(Vec<(String, bool)>, Vec<String>), UsageError> {
+    let mut bools = Vec::new();
+    let mut rest = Vec::new();
+    let mut iter = args.into_iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--" {
+            rest.push(arg);
+            rest.extend(iter.by_ref());
+            break;
+        }
+        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            rest.push(arg);
+            continue;
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (body, None),
+        };
+        if bool_opts.contains(&name) {
+            let v = match inline {
+                None => true,
+                Some(v) => parse_bool(v).ok_or_else(|| {
+                    usage(format!(
+                        "invalid value '{v}' for --{name}: expected true or false"
+                    ))
+                })?,
+            };
+            bools.push((name.to_string(), v));
+        } else if value_opts.contains(&name) {
+            match inline {
+                Some(v) => rest.push(format!("--{name}={v}")),
+                None => {
+                    rest.push(format!("--{name}"));
+                    if let Some(v) = iter.next() {
+                        rest.push(v);
+                    }
+                }
+            }
+        } else if matches!(name, "h" | "help" | "V" | "version") && inline.is_none() {
+            rest.push(if name.len() == 1 {
+                format!("-{name}")
+            } else {
+                format!("--{name}")
+            });
+        } else if name.is_empty() {
+            rest.push(arg); // a lone "-": let the leftover check name it
+        } else {
+            return Err(usage(format!("unknown option --{name}")));
+        }
+    }
+    Ok((bools, rest))
+}
+
+fn value<T>(
+    p: &mut pico_args::Arguments,
+    name: &'static str,
+    f: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, UsageError> {
+    let mut last = None;
+    loop {
+        match p.opt_value_from_fn(name, f) {
+            Ok(Some(v)) => last = Some(v),
+            Ok(None) => return Ok(last),
+            Err(pico_args::Error::OptionWithoutAValue(_)) => {
+                return Err(usage(format!("option {name} needs a value")))
+            }
+            Err(pico_args::Error::Utf8ArgumentParsingFailed { value, cause }) => {
+                return Err(usage(format!(
+                    "invalid value '{value}' for {name}: {cause}"
+                )))
+            }
+            Err(e) => return Err(usage(format!("{name}: {e}"))),
+        }
+    }
+}
+
+fn reject_leftovers(p: pico_args::Arguments) -> Result<(), UsageError> {
+    let rest = p.finish();
+    match rest.first() {
+        None => Ok(()),
+        Some(a) => {
+            let a = a.to_string_lossy();
+            if a.starts_with('-') && a.len() > 1 {
+                Err(usage(format!("unknown option {a}")))
+            } else {
+                Err(usage(format!(
+                    "unexpected argument '{a}' (boolean options take =true or =false, e.g. --reload=true)"
+                )))
+            }
+        }
+    }
+}
+
+/// Parses a boolean the way Go's `strconv.ParseBool` does.
+pub(crate) fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    // Go accepts ":8080" (all interfaces) and host names.
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    if let Ok(a) = full.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if !full.contains(':') {
+        return Err("expected HOST:PORT, e.g. 0.0.0.0:8080".into());
+    }
+    match full.to_socket_addrs() {
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| "the host name resolves to no address".into()),
+        Err(e) => Err(format!("expected HOST:PORT, e.g. 0.0.0.0:8080 ({e})")),
+    }
+}
+
+fn parse_path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("the path is empty".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+fn parse_list(s: &str) -> Result<Vec<String>, String> {
+    let items: Vec<String> = s.split(',').map(|v| v.trim().to_string()).collect();
+    if items.iter().any(String::is_empty) {
+        return Err("expected a comma-separated list of non-empty values".into());
+    }
+    Ok(items)
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+/// Parses `250ms`, `10s`, `1m`, `1m30s`, `1.5s`, `2h` or bare seconds (`5`, `0.25`).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    const HINT: &str = "expected a duration such as 250ms, 10s, 1m or 5";
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(HINT.into());
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return secs_to_duration(secs).ok_or_else(|| HINT.to_string());
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let unit_len = rest[num_len..]
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len() - num_len);
+        let (num, unit) = (&rest[..num_len], &rest[num_len..num_len + unit_len]);
+        let n: f64 = num.parse().map_err(|_| HINT.to_string())?;
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(HINT.into()),
+        };
+        total += n * scale;
+        rest = &rest[num_len + unit_len..];
+    }
+    secs_to_duration(total).ok_or_else(|| HINT.to_string())
+}
+
+fn secs_to_duration(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && (0.0..=1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Formats a duration in seconds the way log lines say it ("10", "0.25", "1.5").
+pub(crate) fn format_secs(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}", ms / 1000)
+    } else {
+        let s = format!("{:.3}", d.as_secs_f64());
+        s.trim_end_matches('0').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Config {
+        serve_env(args, None)
+    }
+
+    fn serve_env(args: &[&str], env: Option<&str>) -> Config {
+        match parse(
+            args.iter().map(OsString::from).collect(),
+            env.map(String::from),
+        ) {
+            Ok(Command::Serve(c)) => c,
+            other => panic!("{args:?}: expected a serve config, got {other:?}"),
+        }
+    }
+
+    fn err(args: &[&str]) -> String {
+        match parse(args.iter().map(OsString::from).collect(), None) {
+            Err(e) => e.0,
+            Ok(other) => panic!("{args:?}: expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_article() {
+        let c = serve(&[]);
+        assert_eq!(c.listen_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.source, SecretSource::Default);
+        assert_eq!(c.mode, Mode::FailFast);
+        assert_eq!(c.retry_interval, Duration::from_secs(10));
+        assert_eq!(c.watch_interval, Duration::from_secs(1));
+        assert_eq!(c.shutdown_delay, Duration::ZERO);
+        assert!(c.log_requests);
+        assert_eq!(c.exposure, Exposure::Masked);
+        assert_eq!(c.expected, vec!["4321"]);
+    }
+
+    #[test]
+    fn go_and_rust_styles_both_work() {
+        for args in [
+            &["-mysecret", "4321"][..],
+            &["--mysecret", "4321"],
+            &["-mysecret=4321"],
+            &["--mysecret=4321"],
+        ] {
+            assert_eq!(
+                serve(args).source,
+                SecretSource::Flag("4321".into()),
+                "{args:?}"
+            );
+        }
+        assert_eq!(serve(&["--reload=true"]).mode, Mode::Reload);
+        assert_eq!(serve(&["-reload"]).mode, Mode::Reload);
+        assert_eq!(serve(&["--reload", "--reload=false"]).mode, Mode::FailFast);
+        assert!(!serve(&["-log-requests=0"]).log_requests);
+        assert_eq!(serve(&["--expose-secret=T"]).exposure, Exposure::Exposed);
+    }
+
+    #[test]
+    fn a_value_that_looks_like_an_option_is_a_value() {
+        assert_eq!(
+            serve(&["--mysecret", "-reload"]).source,
+            SecretSource::Flag("-reload".into())
+        );
+        assert_eq!(serve(&["--mysecret", "-reload"]).mode, Mode::FailFast);
+    }
+
+    #[test]
+    fn sources_and_precedence() {
+        assert_eq!(
+            serve_env(&[], Some("4321")).source,
+            SecretSource::Env("4321".into())
+        );
+        assert_eq!(
+            serve_env(&["--mysecret", "1"], Some("2")).source,
+            SecretSource::Flag("1".into())
+        );
+        assert_eq!(
+            serve_env(&["--mysecret-file", "/s"], Some("2")).source,
+            SecretSource::File("/s".into())
+        );
+        assert!(
+            err(&["--mysecret", "1", "--mysecret-file", "/s"]).contains("cannot be used together")
+        );
+    }
+
+    #[test]
+    fn bad_input_names_the_culprit() {
+        assert_eq!(err(&["--bogus"]), "unknown option --bogus");
+        assert_eq!(err(&["-bogus=1"]), "unknown option --bogus");
+        assert_eq!(err(&["--mysecret"]), "option --mysecret needs a value");
+        assert!(err(&["--retry-interval", "soon"])
+            .starts_with("invalid value 'soon' for --retry-interval"));
+        assert!(err(&["--watch-interval", "0s"]).contains("greater than zero"));
+        assert!(err(&["--listen-addr", "nowhere"])
+            .starts_with("invalid value 'nowhere' for --listen-addr"));
+        assert!(err(&["--reload", "true"]).starts_with("unexpected argument 'true'"));
+        assert!(err(&["--reload=maybe"]).contains("--reload"));
+        assert!(err(&["--expected-secret", "1,,2"]).contains("--expected-secret"));
+    }
+
+    #[test]
+    fn help_and_version() {
+        let p = |a: &[&str]| parse(a.iter().map(OsString::from).collect(), None);
+        assert!(matches!(p(&["-h"]), Ok(Command::Help)));
+        assert!(matches!(p(&["-help"]), Ok(Command::Help)));
+        assert!(matches!(p(&["--version"]), Ok(Command::Version)));
+        assert!(matches!(p(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            serve(&["--listen-addr", ":9090"]).listen_addr,
+            "0.0.0.0:9090".parse().unwrap()
+        );
+        assert_eq!(
+            serve(&["--listen-addr=127.0.0.1:0"]).listen_addr,
+            "127.0.0.1:0".parse().unwrap()
+        );
+        assert_eq!(
+            serve(&["--listen-addr", "[::1]:80"]).listen_addr,
+            "[::1]:80".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(
+            serve(&["--expected-secret", "4321, 5678"]).expected,
+            vec!["4321", "5678"]
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "-1s", "10x", "s", "ms10", "1e400", "nan"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn seconds_format() {
+        assert_eq!(format_secs(Duration::from_secs(10)), "10");
+        assert_eq!(format_secs(Duration::from_millis(250)), "0.25");
+        assert_eq!(format_secs(Duration::from_millis(1500)), "1.5");
+    }
+
+    #[test]
+    fn probe_options() {
+        let p = |a: &[&str]| parse(a.iter().map(OsString::from).collect(), None);
+        match p(&[
+            "probe",
+            "http://10.0.0.1/test",
+            "--for",
+            "60s",
+            "-every=50ms",
+            "--expect",
+            "hello",
+        ]) {
+            Ok(Command::Probe(c)) => {
+                assert_eq!(c.url, "http://10.0.0.1/test");
+                assert_eq!(c.duration, Duration::from_secs(60));
+                assert_eq!(c.every, Duration::from_millis(50));
+                assert_eq!(c.timeout, Duration::from_secs(1));
+                assert_eq!(c.expect.as_deref(), Some("hello"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(p(&["probe"]), Err(UsageError(m)) if m.contains("needs a URL")));
+        assert!(
+            matches!(p(&["probe", "https://x/"]), Err(UsageError(m)) if m.contains("only http://"))
+        );
+        assert!(
+            matches!(p(&["probe", "http://x/", "--bogus"]), Err(UsageError(m)) if m == "unknown option --bogus")
+        );
+    }
+}

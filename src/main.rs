@@ -1,0 +1,148 @@
+//! hello-path-rs: the article's hello-path-go, re-implemented. The story is the article's:
+//! parse the options, say hello, validate the credential with the remote service, serve.
+#![forbid(unsafe_code)]
+
+/// Logs with the target `hello-path-rs`, as every line of the service does.
+macro_rules! info {
+    ($($arg:tt)+) => { log::info!(target: "hello-path-rs", $($arg)+) };
+}
+macro_rules! warn {
+    ($($arg:tt)+) => { log::warn!(target: "hello-path-rs", $($arg)+) };
+}
+macro_rules! error {
+    ($($arg:tt)+) => { log::error!(target: "hello-path-rs", $($arg)+) };
+}
+
+mod config;
+mod metrics;
+mod probe;
+mod remote;
+mod routes;
+mod secret;
+mod server;
+mod signals;
+mod startup;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use config::{Command, Config, SecretSource, UsageError};
+
+/// Everything that ends the process with a non-zero status.
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// Bad command line: exit 2.
+    Usage(UsageError),
+    /// The remote service refused the credential (FATAL already logged): exit 1.
+    Rejected,
+    /// The secret file cannot be used in fail-fast mode: exit 1.
+    Secret(secret::ReadError),
+    /// The address cannot be bound: exit 1.
+    Listen { addr: SocketAddr, message: String },
+    /// Signal handlers cannot be installed: exit 1.
+    Signals(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(e) => write!(f, "{e}"),
+            Error::Rejected => f.write_str("connection to remote service failed"),
+            Error::Secret(e) => write!(f, "{e}"),
+            Error::Listen { addr, message } => write!(f, "cannot listen on {addr}: {message}"),
+            Error::Signals(m) => write!(f, "cannot install signal handlers: {m}"),
+        }
+    }
+}
+
+impl Error {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Wall-clock time for metrics.
+pub(crate) mod clock {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// Seconds since the Unix epoch.
+    pub(crate) fn unix_now() -> f64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match &e {
+                Error::Rejected => {} // the FATAL line was the message
+                Error::Usage(_) => {
+                    eprintln!("hello-path-rs: error: {e}");
+                    eprintln!("Try 'hello-path-rs --help' for more information.");
+                }
+                _ => error!("hello-path-rs: error: {e}"),
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run() -> Result<(), Error> {
+    let args = std::env::args_os().skip(1).collect();
+    let config = match config::parse(args, std::env::var("MYSECRET").ok()).map_err(Error::Usage)? {
+        Command::Help => {
+            print!("{}", config::HELP);
+            return Ok(());
+        }
+        Command::Version => {
+            println!("{}", config::VERSION);
+            return Ok(());
+        }
+        Command::Probe(p) => return probe::run(&p).map_err(Error::Usage),
+        Command::Serve(c) => c,
+    };
+    let start_unix = clock::unix_now();
+    init_logging();
+    // As the Go runtime does: a server may need more descriptors than the soft limit.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    banner(&config);
+
+    let signals = signals::Signals::register().map_err(|e| Error::Signals(e.to_string()))?;
+    let remote = remote::Remote::new(config.expected.clone());
+    let Some(credential) = startup::validate(&config, &remote, &signals)? else {
+        return Ok(());
+    };
+    let listener = server::bind(config.listen_addr)?;
+    info!("Web service accessible at {}", listener.local_addr());
+    server::serve(&config, &remote, credential, listener, &signals, start_unix)
+}
+
+fn init_logging() {
+    // Fails only when a logger is already set, which cannot happen here.
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(log::LevelFilter::Info)
+        .with_module_level("tiny_http", log::LevelFilter::Off)
+        .with_utc_timestamps()
+        .init();
+}
+
+fn banner(config: &Config) {
+    let rule = "-".repeat(60);
+    info!("{rule}");
+    info!("hello-path-rs - a simple web service returning the URL path.");
+    info!("{rule}");
+    info!("Web service initialization...");
+    if matches!(config.source, SecretSource::Flag(_)) {
+        warn!(
+            "mysecret is given on the command line: it is visible in ps and in the pod spec; \
+             prefer --mysecret-file (a Secret volume) or MYSECRET (secretKeyRef)."
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! The Prometheus text exposition of `/metrics` (format 0.0.4), from plain numbers.
+
+use std::fmt::Write;
+
+/// Content type of the Prometheus text format.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Everything `/metrics` reports, as of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Snapshot {
+    pub(crate) requests_total: u64,
+    pub(crate) reload_successes: u64,
+    pub(crate) reload_failures: u64,
+    pub(crate) last_reload_successful: bool,
+    pub(crate) generation: u64,
+    pub(crate) last_success_unix: f64,
+    pub(crate) start_unix: f64,
+    pub(crate) ready: bool,
+}
+
+/// Renders the snapshot in the Prometheus text format.
+pub(crate) fn render(s: &Snapshot) -> String {
+    let mut out = String::with_capacity(1536);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    metric(
+        "hello_path_http_requests_total",
+        "counter",
+        "HTTP requests answered, this one included.",
+        &[("", s.requests_total.to_string())],
+    );
+    metric(
+        "hello_path_secret_reloads_total",
+        "counter",
+        "Checks of a changed or explicitly reloaded credential, by result.",
+        &[
+            ("{result=\"success\"}", s.reload_successes.to_string()),
+            ("{result=\"failure\"}", s.reload_failures.to_string()),
+        ],
+    );
+    metric(
+        "hello_path_secret_last_reload_successful",
+        "gauge",
+        "1 when the source holds the credential in use, 0 after a rejected change.",
+        &[("", u8::from(s.last_reload_successful).to_string())],
+    );
+    metric(
+        "hello_path_secret_generation",
+        "gauge",
+        "Credential generation in use: 1 at start, +1 per accepted change.",
+        &[("", s.generation.to_string())],
+    );
+    metric(
+        "hello_path_secret_last_reload_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful credential load.",
+        &[("", format!("{:.3}", s.last_success_unix))],
+    );
+    metric(
+        "hello_path_ready",
+        "gauge",
+        "1 while /readyz answers 200, 0 while shutting down.",
+        &[("", u8::from(s.ready).to_string())],
+    );
+    metric(
+        "hello_path_build_info",
+        "gauge",
+        "Build information.",
+        &[(
+            concat!("{version=\"", env!("CARGO_PKG_VERSION"), "\"}"),
+            "1".to_string(),
+        )],
+    );
+    metric(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch in seconds.",
+        &[("", format!("{:.3}", s.start_unix))],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_metric_once_with_help_and_type() {
+        let s = Snapshot {
+            requests_total: 7,
+            reload_successes: 2,
+            reload_failures: 1,
+            last_reload_successful: false,
+            generation: 3,
+            last_success_unix: 1700000000.5,
+            start_unix: 1699999999.25,
+            ready: true,
+        };
+        let text = render(&s);
+        for line in [
+            "hello_path_http_requests_total 7",
+            "hello_path_secret_reloads_total{result=\"success\"} 2",
+            "hello_path_secret_reloads_total{result=\"failure\"} 1",
+            "hello_path_secret_last_reload_successful 0",
+            "hello_path_secret_generation 3",
+            "hello_path_secret_last_reload_success_timestamp_seconds 1700000000.500",
+            "hello_path_ready 1",
+            "process_start_time_seconds 1699999999.250",
+            "# TYPE hello_path_secret_reloads_total counter",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert_eq!(
+            text.matches("# TYPE ").count(),
+            text.matches("# HELP ").count()
+        );
+        assert!(text.ends_with('\n'));
+    }
+}

@@ -1,0 +1,301 @@
+//! The single-threaded request loop: it owns the `tiny_http::Server`, answers every request,
+//! and between requests (`recv_timeout`) handles signals, the drain on shutdown and the
+//! periodic re-read of the secret file. It also keeps the listener alive (SPEC §8).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use tiny_http::{Header, Request, Response};
+
+use crate::config::{format_secs, Config, Exposure, Mode};
+use crate::metrics::{self, Snapshot};
+use crate::remote::Remote;
+use crate::routes::{self, Reply, Route, View};
+use crate::secret::{io_message, Credential, Outcome, Trigger};
+use crate::signals::Signals;
+use crate::{clock, Error};
+
+/// Longest wait for a request before the loop looks at signals and timers again.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Binds the address; the only step that can fail before serving.
+pub(crate) fn bind(addr: SocketAddr) -> Result<Listener, Error> {
+    let listen_err = |e: io::Error| Error::Listen {
+        addr,
+        message: io_message(&e),
+    };
+    let socket = TcpListener::bind(addr).map_err(listen_err)?;
+    let local = socket.local_addr().map_err(listen_err)?;
+    let spare = socket.try_clone().map_err(listen_err)?;
+    let current = tiny_http::Server::from_listener(socket, None).map_err(|e| Error::Listen {
+        addr,
+        message: e.to_string(),
+    })?;
+    Ok(Listener {
+        current,
+        spare,
+        local,
+        retired: Vec::new(),
+        broken_since: None,
+        backoff: TICK,
+    })
+}
+
+/// The listening socket and the `tiny_http` servers reading from it.
+///
+/// tiny_http 0.12 ends its accept thread on the first `accept()` error (EMFILE, ENFILE, …)
+/// and reports it once through `recv`. A spare handle on the same socket keeps its backlog
+/// alive, so a new server can be started on it later without losing queued connections,
+/// while requests of connections the old server had accepted are still drained.
+pub(crate) struct Listener {
+    current: tiny_http::Server,
+    spare: TcpListener,
+    local: SocketAddr,
+    retired: Vec<tiny_http::Server>,
+    broken_since: Option<Instant>,
+    backoff: Duration,
+}
+
+/// Servers kept to drain keep-alive connections after a restart of the accept thread.
+const MAX_RETIRED: usize = 8;
+
+impl Listener {
+    /// The address actually bound.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The next request, waiting at most `timeout`.
+    fn next(&mut self, timeout: Duration) -> Option<Request> {
+        for old in &self.retired {
+            if let Ok(Some(rq)) = old.try_recv() {
+                return Some(rq);
+            }
+        }
+        if let Some(since) = self.broken_since {
+            if since.elapsed() >= self.backoff {
+                self.restart();
+            }
+        }
+        let timeout = if self.retired.is_empty() {
+            timeout
+        } else {
+            timeout.min(Duration::from_millis(10))
+        };
+        match self.current.recv_timeout(timeout) {
+            Ok(rq) => rq,
+            Err(e) => {
+                error!(
+                    "the listener stopped accepting connections: {}; restarting it",
+                    io_message(&e)
+                );
+                self.broken_since = Some(Instant::now());
+                None
+            }
+        }
+    }
+
+    fn restart(&mut self) {
+        let started = self
+            .spare
+            .try_clone()
+            .map_err(|e| io_message(&e))
+            .and_then(|s| tiny_http::Server::from_listener(s, None).map_err(|e| e.to_string()));
+        match started {
+            Ok(server) => {
+                let old = std::mem::replace(&mut self.current, server);
+                self.retired.push(old);
+                if self.retired.len() > MAX_RETIRED {
+                    self.retired.remove(0);
+                }
+                self.broken_since = None;
+                self.backoff = TICK;
+                info!("the listener accepts connections again on {}", self.local);
+            }
+            Err(e) => {
+                warn!("cannot restart the listener yet: {e}");
+                self.broken_since = Some(Instant::now());
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// The service's state between requests.
+struct Service<'a> {
+    config: &'a Config,
+    remote: &'a Remote,
+    credential: Credential,
+    hostname: String,
+    start_unix: f64,
+    requests: u64,
+    ready: bool,
+}
+
+/// Serves until SIGTERM/SIGINT (plus `--shutdown-delay`).
+pub(crate) fn serve(
+    config: &Config,
+    remote: &Remote,
+    credential: Credential,
+    mut listener: Listener,
+    signals: &Signals,
+    start_unix: f64,
+) -> Result<(), Error> {
+    let watching = config.mode == Mode::Reload && config.source.can_change();
+    let mut svc = Service {
+        config,
+        remote,
+        credential,
+        hostname: hostname(),
+        start_unix,
+        requests: 0,
+        ready: true,
+    };
+    let mut next_watch = Instant::now() + config.watch_interval;
+    let mut stop_at: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if let (Some(sig), None) = (signals.stop(), stop_at) {
+            svc.ready = false;
+            stop_at = Some(now + config.shutdown_delay);
+            info!(
+                "Received {sig}: /readyz now answers 503; serving {} more second(s) before exit.",
+                format_secs(config.shutdown_delay)
+            );
+        }
+        if stop_at.is_some_and(|t| now >= t) {
+            info!("Web service stopped.");
+            return Ok(());
+        }
+        if signals.take_hup() {
+            match config.mode {
+                Mode::Reload => {
+                    info!("Received SIGHUP: re-reading the credential.");
+                    let _ = svc.check(Trigger::Explicit);
+                }
+                Mode::FailFast => {
+                    warn!("Received SIGHUP: ignored, the service was started without --reload.")
+                }
+            }
+        }
+        if watching && now >= next_watch {
+            svc.check(Trigger::Watch).ok();
+            next_watch = Instant::now() + config.watch_interval;
+        }
+        let mut timeout = TICK;
+        if watching {
+            timeout = timeout.min(next_watch.saturating_duration_since(Instant::now()));
+        }
+        if let Some(t) = stop_at {
+            timeout = timeout.min(t.saturating_duration_since(Instant::now()));
+        }
+        if let Some(rq) = listener.next(timeout) {
+            svc.handle(rq);
+        }
+    }
+}
+
+impl Service<'_> {
+    /// Re-reads the source and applies the result; `Ok(generation in use)` unless rejected.
+    fn check(&mut self, trigger: Trigger) -> Result<u64, String> {
+        let read = self.config.source.read();
+        let remote = self.remote;
+        let outcome =
+            self.credential
+                .observe(read, |v| remote.accepts(v), trigger, clock::unix_now());
+        let generation = self.credential.generation();
+        match outcome {
+            Outcome::Unchanged => Ok(generation),
+            Outcome::Confirmed => {
+                info!("secret confirmed: the source holds the credential in use (generation {generation})");
+                Ok(generation)
+            }
+            Outcome::Swapped { generation } => {
+                match self.config.exposure {
+                    Exposure::Exposed => info!(
+                        "secret reloaded: generation {generation} in use (mysecret value is {})",
+                        self.credential.value()
+                    ),
+                    Exposure::Masked => info!("secret reloaded: generation {generation} in use"),
+                }
+                Ok(generation)
+            }
+            Outcome::Rejected { reason } => {
+                warn!("secret rejected: {reason}; generation {generation} stays in use");
+                Err(reason)
+            }
+        }
+    }
+
+    fn handle(&mut self, rq: Request) {
+        self.requests += 1;
+        let method = rq.method().as_str().to_string();
+        if self.config.log_requests {
+            info!("{method} {}", routes::request_path(rq.url()));
+        }
+        let view = View {
+            ready: self.ready,
+            generation: self.credential.generation(),
+            secret: self.credential.value(),
+            exposure: self.config.exposure,
+            mode: self.config.mode,
+        };
+        let (reply, content_type) = match routes::route(&method, rq.url(), &view) {
+            Route::Reply(r) => (r, routes::TEXT),
+            Route::Reload => (
+                routes::reload_reply(&self.check(Trigger::Explicit)),
+                routes::TEXT,
+            ),
+            Route::Metrics => {
+                let c = &self.credential;
+                let body = metrics::render(&Snapshot {
+                    requests_total: self.requests,
+                    reload_successes: c.successes,
+                    reload_failures: c.failures,
+                    last_reload_successful: c.last_successful,
+                    generation: c.generation(),
+                    last_success_unix: c.last_success_unix,
+                    start_unix: self.start_unix,
+                    ready: self.ready,
+                });
+                (
+                    Reply {
+                        status: 200,
+                        body,
+                        allow: None,
+                    },
+                    metrics::CONTENT_TYPE,
+                )
+            }
+        };
+        // A client that went away is its own problem: the loop goes on.
+        let _ = rq.respond(self.response(reply, content_type));
+    }
+
+    fn response(&self, reply: Reply, content_type: &str) -> Response<io::Cursor<Vec<u8>>> {
+        let mut r = Response::from_data(reply.body.into_bytes()).with_status_code(reply.status);
+        let mut add = |name: &str, value: &str| {
+            if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                r.add_header(h);
+            }
+        };
+        add("Content-Type", content_type);
+        add("X-Served-By", &self.hostname);
+        if let Some(allow) = reply.allow {
+            add("Allow", allow);
+        }
+        r
+    }
+}
+
+/// The host name (the pod name in Kubernetes), read once at start.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|s| s.is_ascii() && !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
