@@ -409,43 +409,61 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses `250ms`, `10s`, `1m`, `1m30s`, `1.5s`, `2h` or bare seconds (`5`, `0.25`).
+/// Integer arithmetic only: float parsing and printing would cost the binary ~20 kB.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     const HINT: &str = "expected a duration such as 250ms, 10s, 1m or 5";
+    const MAX_NANOS: u128 = 1_000_000_000 * 1_000_000_000; // a billion seconds
     let s = s.trim();
+    let is_number = |c: char| c.is_ascii_digit() || c == '.';
     if s.is_empty() {
         return Err(HINT.into());
     }
-    if let Ok(secs) = s.parse::<f64>() {
-        return secs_to_duration(secs).ok_or_else(|| HINT.to_string());
-    }
-    let mut total = 0f64;
+    let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !is_number(c)).unwrap_or(rest.len());
         let unit_len = rest[num_len..]
-            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .find(is_number)
             .unwrap_or(rest.len() - num_len);
         let (num, unit) = (&rest[..num_len], &rest[num_len..num_len + unit_len]);
-        let n: f64 = num.parse().map_err(|_| HINT.to_string())?;
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+        let scale: u128 = match unit {
+            "" if num_len == s.len() => 1_000_000_000, // bare seconds
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return Err(HINT.into()),
         };
-        total += n * scale;
+        total += decimal(num, scale).ok_or(HINT)?;
+        if total > MAX_NANOS {
+            return Err(HINT.into());
+        }
         rest = &rest[num_len + unit_len..];
     }
-    secs_to_duration(total).ok_or_else(|| HINT.to_string())
+    u64::try_from(total)
+        .map(Duration::from_nanos)
+        .map_err(|_| HINT.to_string())
 }
 
-fn secs_to_duration(secs: f64) -> Option<Duration> {
-    (secs.is_finite() && (0.0..=1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
+/// `num` (digits, at most one '.') times `scale`, truncated to an integer.
+fn decimal(num: &str, scale: u128) -> Option<u128> {
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if (int.is_empty() && frac.is_empty()) || frac.contains('.') || int.len() > 15 {
+        return None;
+    }
+    let mut value = if int.is_empty() {
+        0
+    } else {
+        int.parse::<u128>().ok()? * scale
+    };
+    let mut unit = scale;
+    for c in frac.chars().take(12) {
+        unit /= 10;
+        value += u128::from(c.to_digit(10)?) * unit;
+    }
+    Some(value)
 }
 
 /// Formats a duration in seconds the way log lines say it ("10", "0.25", "1.5").
@@ -454,8 +472,9 @@ pub(crate) fn format_secs(d: Duration) -> String {
     if ms % 1000 == 0 {
         format!("{}", ms / 1000)
     } else {
-        let s = format!("{:.3}", d.as_secs_f64());
-        s.trim_end_matches('0').to_string()
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+            .trim_end_matches('0')
+            .to_string()
     }
 }
 
@@ -605,7 +624,9 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "-1s", "10x", "s", "ms10", "1e400", "nan"] {
+        for bad in [
+            "", "-1s", "10x", "s", "ms10", "1e400", "nan", "1..2s", ".", "1 s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }

@@ -67,13 +67,13 @@ impl Error {
 
 /// Wall-clock time for metrics.
 pub(crate) mod clock {
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    /// Seconds since the Unix epoch.
-    pub(crate) fn unix_now() -> f64 {
+    /// Time since the Unix epoch.
+    pub(crate) fn unix_now() -> Duration {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64())
+            .unwrap_or_default()
     }
 }
 
@@ -125,11 +125,12 @@ fn run() -> Result<(), Error> {
 }
 
 fn init_logging() {
-    // Fails only when a logger is already set, which cannot happen here.
+    // No timestamps: the container runtime records one per line (`kubectl logs --timestamps`,
+    // `podman logs -t`), and simple_logger's would add ~30 kB (the `time` crate) to the binary.
+    // `init` fails only when a logger is already set, which cannot happen here.
     let _ = simple_logger::SimpleLogger::new()
         .with_level(log::LevelFilter::Info)
         .with_module_level("tiny_http", log::LevelFilter::Off)
-        .with_utc_timestamps()
         .init();
 }
 

@@ -1,6 +1,7 @@
 //! The Prometheus text exposition of `/metrics` (format 0.0.4), from plain numbers.
 
 use std::fmt::Write;
+use std::time::Duration;
 
 /// Content type of the Prometheus text format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -13,8 +14,8 @@ pub(crate) struct Snapshot {
     pub(crate) reload_failures: u64,
     pub(crate) last_reload_successful: bool,
     pub(crate) generation: u64,
-    pub(crate) last_success_unix: f64,
-    pub(crate) start_unix: f64,
+    pub(crate) last_success_unix: Duration,
+    pub(crate) start_unix: Duration,
     pub(crate) ready: bool,
 }
 
@@ -58,7 +59,7 @@ pub(crate) fn render(s: &Snapshot) -> String {
         "hello_path_secret_last_reload_success_timestamp_seconds",
         "gauge",
         "Unix time of the last successful credential load.",
-        &[("", format!("{:.3}", s.last_success_unix))],
+        &[("", seconds(s.last_success_unix))],
     );
     metric(
         "hello_path_ready",
@@ -79,9 +80,14 @@ pub(crate) fn render(s: &Snapshot) -> String {
         "process_start_time_seconds",
         "gauge",
         "Start time of the process since the Unix epoch in seconds.",
-        &[("", format!("{:.3}", s.start_unix))],
+        &[("", seconds(s.start_unix))],
     );
     out
+}
+
+/// `1700000000.250`: seconds with milliseconds, without float formatting.
+fn seconds(d: Duration) -> String {
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
 #[cfg(test)]
@@ -96,8 +102,8 @@ mod tests {
             reload_failures: 1,
             last_reload_successful: false,
             generation: 3,
-            last_success_unix: 1700000000.5,
-            start_unix: 1699999999.25,
+            last_success_unix: Duration::from_millis(1_700_000_000_500),
+            start_unix: Duration::from_millis(1_699_999_999_250),
             ready: true,
         };
         let text = render(&s);

@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::config::{self, SecretSource};
 
@@ -148,12 +149,12 @@ pub(crate) struct Credential {
     /// Whether the source holds the credential in use.
     pub(crate) last_successful: bool,
     /// Unix time of the last successful load or reload.
-    pub(crate) last_success_unix: f64,
+    pub(crate) last_success_unix: Duration,
 }
 
 impl Credential {
     /// A credential that passed the startup validation: generation 1.
-    pub(crate) fn new(value: String, now_unix: f64) -> Credential {
+    pub(crate) fn new(value: String, now_unix: Duration) -> Credential {
         Credential {
             last_seen: Seen::Value(value.clone()),
             in_use: value,
@@ -181,7 +182,7 @@ impl Credential {
         read: Result<String, ReadError>,
         accepts: impl Fn(&str) -> bool,
         trigger: Trigger,
-        now_unix: f64,
+        now_unix: Duration,
     ) -> Outcome {
         let seen = match &read {
             Ok(v) => Seen::Value(v.clone()),
@@ -236,6 +237,10 @@ impl Credential {
 mod tests {
     use super::*;
 
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
     fn accepts(v: &str) -> bool {
         v == "4321" || v == "5678"
     }
@@ -253,20 +258,20 @@ mod tests {
 
     #[test]
     fn unchanged_content_does_nothing() {
-        let mut c = Credential::new("4321".into(), 1.0);
+        let mut c = Credential::new("4321".into(), secs(1));
         assert_eq!(
-            c.observe(ok("4321"), accepts, Trigger::Watch, 2.0),
+            c.observe(ok("4321"), accepts, Trigger::Watch, secs(2)),
             Outcome::Unchanged
         );
         assert_eq!((c.generation(), c.successes, c.failures), (1, 0, 0));
-        assert_eq!(c.last_success_unix, 1.0);
+        assert_eq!(c.last_success_unix, secs(1));
     }
 
     #[test]
     fn a_valid_change_swaps_and_bumps_the_generation() {
-        let mut c = Credential::new("4321".into(), 1.0);
+        let mut c = Credential::new("4321".into(), secs(1));
         assert_eq!(
-            c.observe(ok("5678"), accepts, Trigger::Watch, 2.0),
+            c.observe(ok("5678"), accepts, Trigger::Watch, secs(2)),
             Outcome::Swapped { generation: 2 }
         );
         assert_eq!(
@@ -274,31 +279,31 @@ mod tests {
             ("5678", 2, 1, 0)
         );
         assert!(c.last_successful);
-        assert_eq!(c.last_success_unix, 2.0);
+        assert_eq!(c.last_success_unix, secs(2));
     }
 
     #[test]
     fn a_bad_change_is_rejected_once_per_content_and_the_old_value_stays() {
-        let mut c = Credential::new("4321".into(), 1.0);
+        let mut c = Credential::new("4321".into(), secs(1));
         assert!(matches!(
-            c.observe(ok("9999"), accepts, Trigger::Watch, 2.0),
+            c.observe(ok("9999"), accepts, Trigger::Watch, secs(2)),
             Outcome::Rejected { .. }
         ));
         assert_eq!(
-            c.observe(ok("9999"), accepts, Trigger::Watch, 3.0),
+            c.observe(ok("9999"), accepts, Trigger::Watch, secs(3)),
             Outcome::Unchanged
         );
         assert_eq!((c.value(), c.generation(), c.failures), ("4321", 1, 1));
         assert!(!c.last_successful);
         // another bad content counts again
         assert!(matches!(
-            c.observe(ok("0000"), accepts, Trigger::Watch, 4.0),
+            c.observe(ok("0000"), accepts, Trigger::Watch, secs(4)),
             Outcome::Rejected { .. }
         ));
         assert_eq!(c.failures, 2);
         // an explicit trigger re-checks and counts
         assert!(matches!(
-            c.observe(ok("0000"), accepts, Trigger::Explicit, 5.0),
+            c.observe(ok("0000"), accepts, Trigger::Explicit, secs(5)),
             Outcome::Rejected { .. }
         ));
         assert_eq!(c.failures, 3);
@@ -306,10 +311,10 @@ mod tests {
 
     #[test]
     fn reverting_to_the_value_in_use_restores_success_without_a_new_generation() {
-        let mut c = Credential::new("4321".into(), 1.0);
-        c.observe(ok("9999"), accepts, Trigger::Watch, 2.0);
+        let mut c = Credential::new("4321".into(), secs(1));
+        c.observe(ok("9999"), accepts, Trigger::Watch, secs(2));
         assert_eq!(
-            c.observe(ok("4321"), accepts, Trigger::Watch, 3.0),
+            c.observe(ok("4321"), accepts, Trigger::Watch, secs(3)),
             Outcome::Confirmed
         );
         assert!(c.last_successful);
@@ -318,12 +323,12 @@ mod tests {
 
     #[test]
     fn an_unreadable_file_is_rejected_once() {
-        let mut c = Credential::new("4321".into(), 1.0);
+        let mut c = Credential::new("4321".into(), secs(1));
         assert!(
-            matches!(c.observe(gone(), accepts, Trigger::Watch, 2.0), Outcome::Rejected { reason } if reason.contains("no such file"))
+            matches!(c.observe(gone(), accepts, Trigger::Watch, secs(2)), Outcome::Rejected { reason } if reason.contains("no such file"))
         );
         assert_eq!(
-            c.observe(gone(), accepts, Trigger::Watch, 3.0),
+            c.observe(gone(), accepts, Trigger::Watch, secs(3)),
             Outcome::Unchanged
         );
         assert_eq!((c.value(), c.failures), ("4321", 1));
@@ -331,21 +336,21 @@ mod tests {
 
     #[test]
     fn an_explicit_check_of_the_value_in_use_counts_a_success() {
-        let mut c = Credential::new("4321".into(), 1.0);
+        let mut c = Credential::new("4321".into(), secs(1));
         assert_eq!(
-            c.observe(ok("4321"), accepts, Trigger::Explicit, 2.0),
+            c.observe(ok("4321"), accepts, Trigger::Explicit, secs(2)),
             Outcome::Confirmed
         );
         assert_eq!((c.generation(), c.successes), (1, 1));
-        assert_eq!(c.last_success_unix, 2.0);
+        assert_eq!(c.last_success_unix, secs(2));
     }
 
     #[test]
     fn going_back_to_an_earlier_valid_value_is_a_new_generation() {
-        let mut c = Credential::new("4321".into(), 1.0);
-        c.observe(ok("5678"), accepts, Trigger::Watch, 2.0);
+        let mut c = Credential::new("4321".into(), secs(1));
+        c.observe(ok("5678"), accepts, Trigger::Watch, secs(2));
         assert_eq!(
-            c.observe(ok("4321"), accepts, Trigger::Watch, 3.0),
+            c.observe(ok("4321"), accepts, Trigger::Watch, secs(3)),
             Outcome::Swapped { generation: 3 }
         );
     }

@@ -128,7 +128,7 @@ struct Service<'a> {
     remote: &'a Remote,
     credential: Credential,
     hostname: String,
-    start_unix: f64,
+    start_unix: Duration,
     requests: u64,
     ready: bool,
 }
@@ -140,7 +140,7 @@ pub(crate) fn serve(
     credential: Credential,
     mut listener: Listener,
     signals: &Signals,
-    start_unix: f64,
+    start_unix: Duration,
 ) -> Result<(), Error> {
     let watching = config.mode == Mode::Reload && config.source.can_change();
     let mut svc = Service {
@@ -241,7 +241,19 @@ impl Service<'_> {
             exposure: self.config.exposure,
             mode: self.config.mode,
         };
-        let (reply, content_type) = match routes::route(&method, rq.url(), &view) {
+        let bad_length = rq.headers().iter().any(|h| {
+            h.field.equiv("Content-Length") && h.value.as_str().trim().parse::<u64>().is_err()
+        });
+        let route = if bad_length {
+            Route::Reply(Reply {
+                status: 400,
+                body: "bad request: invalid Content-Length\n".into(),
+                allow: None,
+            })
+        } else {
+            routes::route(&method, rq.url(), &view)
+        };
+        let (reply, content_type) = match route {
             Route::Reply(r) => (r, routes::TEXT),
             Route::Reload => (
                 routes::reload_reply(&self.check(Trigger::Explicit)),
