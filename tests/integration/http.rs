@@ -1,0 +1,159 @@
+//! Routes, headers and malformed input over real sockets.
+
+use crate::util::*;
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_routes_answer_as_specified() {
+    let (_p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    let cases: [(&str, &str, u16, &str); 7] = [
+        ("GET", "/", 200, "try to add /test as path\n"),
+        ("GET", "/test", 200, "hello from /test\n"),
+        ("GET", "/a/b?x=1", 200, "hello from /a/b\n"),
+        ("POST", "/test", 200, "hello from /test\n"),
+        ("GET", "/healthz", 200, "ok"),
+        ("GET", "/readyz", 200, "ok"),
+        (
+            "GET",
+            "/mysecret",
+            200,
+            "my little secret is **** (generation 1)",
+        ),
+    ];
+    for (method, path, status, body) in cases {
+        let a = request(addr, method, path);
+        assert_eq!(
+            (a.status, a.body.as_str()),
+            (status, body),
+            "{method} {path}"
+        );
+        assert_eq!(
+            a.header("Content-Type"),
+            Some("text/plain; charset=utf-8"),
+            "{method} {path}"
+        );
+        assert_eq!(
+            a.header("X-Served-By"),
+            Some(hostname().as_str()),
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn head_gets_headers_only() {
+    let (_p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    let a = request(addr, "HEAD", "/test");
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body, "");
+    assert_eq!(a.header("Content-Length"), Some("17"));
+    assert!(a.header("X-Served-By").is_some());
+}
+
+#[test]
+fn metrics_are_prometheus_text() {
+    let (_p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    get(addr, "/test");
+    let a = get(addr, "/metrics");
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    for name in [
+        "hello_path_http_requests_total 2",
+        "hello_path_secret_reloads_total{result=\"success\"} 0",
+        "hello_path_secret_reloads_total{result=\"failure\"} 0",
+        "hello_path_secret_last_reload_successful 1",
+        "hello_path_secret_generation 1",
+        "hello_path_secret_last_reload_success_timestamp_seconds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(
+            a.body.lines().any(|l| l.starts_with(name)),
+            "no {name:?} in\n{}",
+            a.body
+        );
+    }
+    let start = metric(addr, "process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        start > now - 60.0 && start <= now,
+        "process_start_time_seconds {start} vs now {now}"
+    );
+}
+
+#[test]
+fn reload_endpoint_without_reload_mode() {
+    let (p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    assert_eq!(request(addr, "POST", "/-/reload").status, 403);
+    let a = request(addr, "GET", "/-/reload");
+    assert_eq!(a.status, 405);
+    assert_eq!(a.header("Allow"), Some("POST"));
+    drop(p);
+    let (_p, addr) = Proc::serve(&["--mysecret", "4321", "--reload"], &[]);
+    assert_eq!(request(addr, "PUT", "/-/reload").status, 405);
+    assert_eq!(request(addr, "POST", "/-/reload").status, 200);
+}
+
+#[test]
+fn malformed_requests_get_an_error_and_never_stop_the_server() {
+    let (mut p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    let garbage: [&[u8]; 5] = [
+        b"\x00\x01\x02\xff\xfe garbage\r\n\r\n",
+        b"GET /test HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"GET /test\r\n\r\n",
+        b"NOT A REQUEST AT ALL\r\n\r\n",
+        b"GET /test HTTP/1.1\r\nContent-Length: banana\r\nConnection: close\r\n\r\n",
+    ];
+    for (i, g) in garbage.iter().enumerate() {
+        let answer = raw(addr, g).unwrap_or_else(|e| panic!("{g:?}: {e}"));
+        match parse_answer(&answer) {
+            Some(a) => assert!(a.status >= 400, "{g:?} got {}", a.status),
+            // bytes that are not HTTP at all may just get the connection closed
+            None => assert!(i == 0 && answer.is_empty(), "{g:?} got {answer:?}"),
+        }
+        assert_eq!(get(addr, "/test").status, 200, "not serving after {g:?}");
+    }
+    // a connection that sends half a request and goes away
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /half HTTP/1.1\r\nHo").unwrap();
+    }
+    assert_eq!(get(addr, "/test").status, 200);
+    let a = raw(addr, b"GET /test HTTP/9.9\r\nHost: x\r\n\r\n").unwrap();
+    assert!(
+        a.starts_with("HTTP/1.1 505") || a.starts_with("HTTP/1.1 400"),
+        "{a:?}"
+    );
+    assert!(p.is_running());
+}
+
+#[test]
+fn keep_alive_connections_are_served_in_turn() {
+    use std::io::{Read, Write};
+    let (_p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    for i in 0..3 {
+        s.write_all(format!("GET /k{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with(&format!("hello from /k{i}\n")),
+            "{text:?}"
+        );
+    }
+}

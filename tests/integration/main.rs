@@ -1,0 +1,11 @@
+//! Integration tests: the real binary, over real sockets, with real signals and a Secret
+//! volume laid out and swapped as the kubelet does it.
+
+mod util;
+
+mod cli;
+mod http;
+mod probe;
+mod reload;
+mod robustness;
+mod signals;
