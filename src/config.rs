@@ -136,6 +136,8 @@ const VALUE_OPTIONS: &[&str] = &[
     "shutdown-delay",
     "expected-secret",
 ];
+/// Options whose values are never repeated in an error message.
+const SECRET_OPTIONS: &[&str] = &["--mysecret", "--expected-secret"];
 const BOOL_OPTIONS: &[&str] = &["reload", "log-requests", "expose-secret"];
 const PROBE_VALUE_OPTIONS: &[&str] = &["for", "every", "timeout", "expect"];
 
@@ -147,12 +149,8 @@ pub(crate) fn parse(
     let mut args = args
         .into_iter()
         .map(|a| {
-            a.into_string().map_err(|a| {
-                usage(format!(
-                    "argument is not valid UTF-8: {}",
-                    a.to_string_lossy()
-                ))
-            })
+            a.into_string()
+                .map_err(|_| usage("an argument is not valid UTF-8"))
         })
         .collect::<Result<Vec<String>, _>>()?;
     if args.first().map(String::as_str) == Some("probe") {
@@ -326,9 +324,12 @@ fn value<T>(
                 return Err(usage(format!("option {name} needs a value")))
             }
             Err(pico_args::Error::Utf8ArgumentParsingFailed { value, cause }) => {
-                return Err(usage(format!(
-                    "invalid value '{value}' for {name}: {cause}"
-                )))
+                // Never echo what may be a credential.
+                return Err(usage(if SECRET_OPTIONS.contains(&name) {
+                    format!("invalid value for {name}: {cause}")
+                } else {
+                    format!("invalid value '{value}' for {name}: {cause}")
+                }));
             }
             Err(e) => return Err(usage(format!("{name}: {e}"))),
         }
@@ -578,7 +579,11 @@ mod tests {
             .starts_with("invalid value 'nowhere' for --listen-addr"));
         assert!(err(&["--reload", "true"]).starts_with("unexpected argument 'true'"));
         assert!(err(&["--reload=maybe"]).contains("--reload"));
-        assert!(err(&["--expected-secret", "1,,2"]).contains("--expected-secret"));
+        let e = err(&["--expected-secret", "4321,,5678"]);
+        assert!(
+            e.contains("--expected-secret") && !e.contains("4321"),
+            "{e}"
+        );
     }
 
     #[test]
