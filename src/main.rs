@@ -110,6 +110,7 @@ fn run() -> Result<(), Error> {
     };
     let start_unix = clock::unix_now();
     init_logging();
+    exit_on_panic();
     // As the Go runtime does: a server may need more descriptors than the soft limit.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     banner(&config);
@@ -132,6 +133,17 @@ fn init_logging() {
         .with_level(log::LevelFilter::Info)
         .with_module_level("tiny_http", log::LevelFilter::Off)
         .init();
+}
+
+/// A panic in any thread ends the process with status 1. tiny_http's accept thread panics
+/// when it cannot spawn a thread for a new connection (a pids limit): without this, the
+/// process would live on with a dead listener instead of being restarted by the kubelet.
+fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info.to_string().replace('\n', " ");
+        error!("hello-path-rs: error: internal failure, exiting: {what}");
+        std::process::exit(1);
+    }));
 }
 
 fn banner(config: &Config) {
