@@ -114,10 +114,10 @@ fn the_right_secret_serves_in_both_option_styles() {
 
 #[test]
 fn mysecret_comes_from_the_environment() {
-    let (mut p, addr) = Proc::serve(&[], &[("MYSECRET", "4321")]);
+    let (p, addr) = Proc::serve(&[], &[("MYSECRET", "4321")]);
     assert_eq!(get(addr, "/test").status, 200);
     assert_eq!(p.count_log("visible in ps"), 0);
-    drop(p.child.take());
+    drop(p);
     let (p, code) = run(&[], &[("MYSECRET", "9999")]);
     assert_eq!(code, 1, "{:?}", p.stdout());
 }
