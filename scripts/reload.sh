@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# reload.sh — scenario "reload": the Secret is a volume and the process follows the file
+# (--reload --mysecret-file). It starts with the wrong credential (1234) and WAITS — no
+# listener, not Ready, `RELOAD(n): ... nok` every --retry-interval — instead of crashing.
+# Once the Secret is fixed (4321) and the kubelet has rewritten the volume, the process
+# picks the new value up and starts serving: the same process, no restart, no redeploy.
+#
+# Two negative controls run beside it, started the same way and fixed at the same moment;
+# neither ever sees the new value:
+#   reload-env      MYSECRET from the Secret (secretKeyRef) + --reload: an environment
+#                   variable never changes inside a running process
+#   reload-subpath  the key mounted with subPath: the kubelet bind-mounts the file it
+#                   resolved at start and never updates a subPath mount
+#
+#   local (default)  a directory laid out and updated exactly as the kubelet's AtomicWriter
+#                    does (..data -> ..<timestamp>/, mysecret -> ..data/mysecret; an update
+#                    writes a new timestamped directory, renames a ..data_tmp symlink over
+#                    ..data and removes the old directory). The subPath control reads a hard
+#                    link of the file resolved at start — the same inode a bind mount keeps.
+#                    Settings: --retry-interval 500ms --watch-interval 250ms.
+#   --kube           k8s/overlays/volume-reload, env-reload and subpath, each in its own
+#                    namespace, the Secrets patched together; the kubelet delivers the change
+#                    on its next sync (often 30-90 s), the wait prints its progress.
+# Reported per row: failed requests once the service had answered (expected 0), seconds from
+# the fix until it serves (controls: never), restarts (expected 0, same PID / pod).
+#
+# Usage:
+#   scripts/reload.sh [--kube [--context NAME]] [--no-controls] [-h|--help]
+#
+#   --no-controls    run the volume case only
+#
+# Prints one RESULT line per row: reload-env and reload-subpath first, and ends with the
+# scenario's own (RESULT scenario=reload ...; format: scripts/lib.sh).
+# Exit status: 0 every outcome as expected, 1 otherwise, 2 bad arguments or no cluster.
+#
+# Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [250ms], RETRY_INTERVAL [500ms],
+# CONTROL_SECONDS [3 locally, 30 with --kube: how long the controls are watched after the
+# volume case served]; KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT, SECRET_TIMEOUT,
+# KEEP_NAMESPACE (--kube) — see scripts/lib.sh for the others.
+set -o errexit -o nounset -o pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+CONTROLS=true
+
+extra_arg() {
+  case "$1" in
+    --no-controls)
+      CONTROLS=false
+      EXTRA_SHIFT=1
+      ;;
+    *) return 1 ;;
+  esac
+}
+
+_logged() { grep -qF "$2" "$1"; }
+_both_logged() { _logged "$1" "$3" && _logged "$2" "$3"; }
+_either_logged() { _logged "$1" "$3" || _logged "$2" "$3"; }
+_count_reload() { grep -c 'RELOAD([0-9]*): Connection to remote service: nok' "$1" || true; }
+_last_attempt() { grep -o 'RELOAD([0-9]*)' "$1" | tail -n 1 | tr -dc '0-9'; }
+
+# A control is right when it never served, still runs (same PID) and kept re-checking.
+control_result() {
+  local row=$1 pid=$2 logf=$3 probe=$4 t0=$5 tfix=$6 before=$7 what=$8
+  local failed total served timeline after verdict=ok note
+  read -r failed total served < <(probe_counts "${probe}")
+  timeline=$(probe_timeline "${probe}" "${t0}" "${tfix}")
+  after=$(_count_reload "${logf}")
+  note="${what}: still waiting ($(_last_attempt "${logf}" | sed 's/^/RELOAD(/;s/$/)/') nok), same PID ${pid}, never served: only a restart helps"
+  if [[ "${served}" != 0 ]] || grep -qF 'Web service accessible at' "${logf}"; then
+    verdict=unexpected
+    note="${what}: it served, but it cannot have seen the new value"
+  elif ! proc_alive "${pid}"; then
+    verdict=unexpected
+    note="${what}: the process is gone"
+  elif ((after <= before)); then
+    verdict=unexpected
+    note="${what}: it stopped re-checking after the fix"
+  fi
+  result "${row}" "${failed}" "${total}" never 0 "${pid}" "${verdict}" "${timeline}" "${note}"
+  [[ "${verdict}" == ok ]]
+}
+
+run_local() {
+  local control_seconds=${CONTROL_SECONDS:-3}
+  local vol="${WORK_DIR}/secret-volume" sub="${WORK_DIR}/subpath"
+  secret_dir_init "${vol}" mysecret 1234
+  log "Secret volume ${vol}: mysecret -> ..data/mysecret, ..data -> $(readlink "${vol}/..data") (1234: wrong)"
+  local -a common=(--reload --retry-interval "${RETRY_INTERVAL}" --watch-interval "${WATCH_INTERVAL}")
+
+  local p_vol p_env p_sub
+  p_vol=$(free_port)
+  app_start reload "${p_vol}" -- "${common[@]}" --mysecret-file "${vol}/mysecret"
+  local pid_vol=${APP_PID} log_vol=${APP_LOG}
+  probe_start_local reload "${p_vol}"
+  local probe_vol=${PROBE_OUT} probe_vol_pid=${PROBE_PID} t0_vol=${PROBE_T0}
+
+  local pid_env="" log_env="" probe_env="" probe_env_pid="" t0_env=""
+  local pid_sub="" log_sub="" probe_sub="" probe_sub_pid="" t0_sub=""
+  if [[ "${CONTROLS}" == true ]]; then
+    # subPath: the kubelet bind-mounts the file it resolved at start (this inode); a hard
+    # link keeps that inode, whatever happens to ..data later.
+    mkdir -p "${sub}"
+    ln "$(readlink -f "${vol}/mysecret")" "${sub}/mysecret" 2>/dev/null ||
+      cp "$(readlink -f "${vol}/mysecret")" "${sub}/mysecret"
+    p_env=$(free_port)
+    app_start reload-env "${p_env}" MYSECRET=1234 -- "${common[@]}"
+    pid_env=${APP_PID} log_env=${APP_LOG}
+    probe_start_local reload-env "${p_env}"
+    probe_env=${PROBE_OUT} probe_env_pid=${PROBE_PID} t0_env=${PROBE_T0}
+    p_sub=$(free_port)
+    app_start reload-subpath "${p_sub}" -- "${common[@]}" --mysecret-file "${sub}/mysecret"
+    pid_sub=${APP_PID} log_sub=${APP_LOG}
+    probe_start_local reload-subpath "${p_sub}"
+    probe_sub=${PROBE_OUT} probe_sub_pid=${PROBE_PID} t0_sub=${PROBE_T0}
+  fi
+
+  wait_for "the process to wait for a valid credential (RELOAD(1))" 10 0.05 _logged "${log_vol}" 'RELOAD(1)' ||
+    die "PID ${pid_vol} did not log RELOAD(1)"
+  if [[ "${CONTROLS}" == true ]]; then
+    wait_for "the controls to wait too (RELOAD(1))" 10 0.05 \
+      _both_logged "${log_env}" "${log_sub}" 'RELOAD(1)' ||
+      die "a control did not log RELOAD(1)"
+  fi
+  # Every probe (the last one started last) shows at least one second before the fix.
+  probe_wait_seconds "${probe_sub:-${probe_vol}}" 1 || true
+
+  log "the fix: the Secret becomes 4321, written kubelet-style (new ..<timestamp>/, ..data_tmp renamed over ..data)"
+  local before_env=0 before_sub=0 t_fix t_ready served_ok=false
+  [[ "${CONTROLS}" != true ]] || before_env=$(_count_reload "${log_env}")
+  [[ "${CONTROLS}" != true ]] || before_sub=$(_count_reload "${log_sub}")
+  t_fix=$(now_ms)
+  secret_dir_update "${vol}" mysecret 4321
+  log "   ${vol}/mysecret now reads $(cat "${vol}/mysecret") (..data -> $(readlink "${vol}/..data"))"
+  if [[ "${CONTROLS}" == true ]]; then
+    log "   the env control keeps MYSECRET=1234 (set at its start); the subPath file still reads $(cat "${sub}/mysecret")"
+  fi
+  if wait_for "PID ${pid_vol} to serve (Web service accessible at)" 10 0.01 _logged "${log_vol}" 'Web service accessible at'; then
+    served_ok=true
+  fi
+  t_ready=$(now_ms)
+  grep -E 'RELOAD\([0-9]+\): Connection to remote service: ok|Web service accessible' "${log_vol}" |
+    sed 's/^/    /' || true
+
+  local controls_ok=true
+  if [[ "${CONTROLS}" == true ]]; then
+    observe_for "a control serves with the new value" "${control_seconds}" 0.1 \
+      _either_logged "${log_env}" "${log_sub}" 'Web service accessible at' ||
+      controls_ok=false
+  fi
+  probe_wait_seconds "${probe_vol}" 1 || true
+  probe_stop "${probe_vol_pid}"
+  if [[ "${CONTROLS}" == true ]]; then
+    probe_stop "${probe_env_pid}"
+    probe_stop "${probe_sub_pid}"
+    local rc_env=0 rc_sub=0
+    control_result reload-env "${pid_env}" "${log_env}" "${probe_env}" "${t0_env}" "${t_fix}" "${before_env}" \
+      "env var MYSECRET" || rc_env=1
+    control_result reload-subpath "${pid_sub}" "${log_sub}" "${probe_sub}" "${t0_sub}" "${t_fix}" "${before_sub}" \
+      "subPath file" || rc_sub=1
+    ((rc_env == 0 && rc_sub == 0)) || controls_ok=false
+  fi
+
+  local failed total served timeline seconds verdict=ok note
+  read -r failed total served < <(probe_counts "${probe_vol}")
+  timeline=$(probe_timeline "${probe_vol}" "${t0_vol}" "${t_fix}")
+  seconds=$(fmt_secs $((t_ready - t_fix)))
+  note="waited (RELOAD, no listener), served $(fmt_secs $((t_ready - t_fix)))s after the kubelet-style update, same PID ${pid_vol}: no restart"
+  if [[ "${served_ok}" != true || "${served}" != 1 ]]; then
+    verdict=unexpected
+    seconds=never
+    note="the process did not serve after the fix"
+  elif ! proc_alive "${pid_vol}"; then
+    verdict=unexpected
+    note="PID ${pid_vol} is gone"
+  elif ((failed != 0)); then
+    verdict=unexpected
+    note="${failed} requests failed after it had served"
+  elif [[ "${controls_ok}" != true ]]; then
+    verdict=unexpected
+    note="served $(fmt_secs $((t_ready - t_fix)))s after the fix, but a negative control went wrong (see its row)"
+  fi
+  result reload "${failed}" "${total}" "${seconds}" 0 "${pid_vol}" "${verdict}" "${timeline}" "${note}"
+  [[ "${verdict}" == ok ]]
+}
+
+# --- kube ---------------------------------------------------------------------------------
+
+# _kube_waiting — the pods of NS exist, none is Ready, the first one logged "RELOAD: ...
+# nok" (it waits for a valid credential).
+_kube_waiting() {
+  local pods pod
+  pods=$(kube_snapshot)
+  pod=$(awk 'NF { print $1; exit }' <<<"${pods}")
+  [[ -n "${pod}" ]] || return 1
+  ! awk '$3 == "True" { f = 1 } END { exit !f }' <<<"${pods}" || return 1
+  kube -n "${NS}" logs "${pod}" 2>/dev/null | has 'RELOAD'
+}
+_kube_controls_ready() {
+  local ns
+  for ns in "$@"; do
+    NS=${ns}
+    if kube_any_ready; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# kube_control_result ROW NS PROBE_T0 BASE_UIDS T_FIX WHAT
+kube_control_result() {
+  local row=$1 base=$4 tfix=$5 what=$6
+  NS=$2
+  local failed total served timeline restarts uids pod last verdict=ok note
+  PROBE_POD="probe-${row}"
+  kube_probe_collect "${WORK_DIR}/probe-${row}.out"
+  read -r failed total served < <(probe_counts "${WORK_DIR}/probe-${row}.out")
+  timeline=$(probe_timeline "${WORK_DIR}/probe-${row}.out" "$3" "${tfix}")
+  uids=$(kube_uids)
+  restarts=$(kube_restarts "${base}")
+  pod=$(kube_snapshot | awk 'NF { print $1; exit }')
+  last=$(kube -n "${NS}" logs "${pod}" 2>/dev/null | grep -o 'RELOAD([0-9]*)' | tail -n 1 || true)
+  note="${what}: still waiting (${last:-?} nok), same pods, never Ready: only a restart helps"
+  if [[ "${served}" != 0 ]] || kube_any_ready; then
+    verdict=unexpected
+    note="${what}: it became Ready, but it cannot have seen the new value"
+  elif [[ "${uids}" != "${base}" || "${restarts}" != 0 ]]; then
+    verdict=unexpected
+    note="${what}: pods were replaced or restarted"
+  fi
+  result "${row}" "${failed}" "${total}" never "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
+  [[ "${verdict}" == ok ]]
+}
+
+run_kube() {
+  local control_seconds=${CONTROL_SECONDS:-30}
+  local ns_vol ns_env="" ns_sub="" replicas base_vol base_env="" base_sub=""
+  kube_deploy volume-reload 1234 reload
+  ns_vol=${NS}
+  replicas=$(kube_replicas)
+  if [[ "${CONTROLS}" == true ]]; then
+    kube_deploy env-reload 1234 reload-env
+    ns_env=${NS}
+    kube_deploy subpath 1234 reload-subpath
+    ns_sub=${NS}
+  fi
+  local ns
+  for ns in ${ns_vol} ${ns_env} ${ns_sub}; do
+    NS=${ns}
+    wait_for "the pods of ${NS} to wait for a valid credential (RELOAD, not Ready)" "${KUBE_TIMEOUT}" 1 _kube_waiting ||
+      die "the pods of ${NS} are not waiting for their credential"
+  done
+  NS=${ns_vol}
+  base_vol=$(kube_uids)
+  kube_probe_start reload
+  local t0_vol=${PROBE_T0} t0_env="" t0_sub=""
+  if [[ "${CONTROLS}" == true ]]; then
+    NS=${ns_env}
+    base_env=$(kube_uids)
+    kube_probe_start reload-env
+    t0_env=${PROBE_T0}
+    NS=${ns_sub}
+    base_sub=$(kube_uids)
+    kube_probe_start reload-subpath
+    t0_sub=${PROBE_T0}
+  fi
+  NS=${ns_vol}
+  PROBE_POD="probe-reload"
+  kube_probe_wait_seconds 2 || true
+
+  log "the fix: the Secret becomes 4321 (kubectl patch secret) in every namespace"
+  local t_fix t_ready ready=true
+  t_fix=$(now_ms)
+  for ns in ${ns_vol} ${ns_env} ${ns_sub}; do
+    NS=${ns}
+    kube_secret_set 4321
+  done
+  NS=${ns_vol}
+  wait_for "the kubelet to deliver the Secret and the ${replicas} pods of ${NS} to become Ready" \
+    "${SECRET_TIMEOUT}" 1 kube_all_ready "${replicas}" || ready=false
+  t_ready=$(now_ms)
+
+  local controls_ok=true
+  if [[ "${CONTROLS}" == true ]]; then
+    observe_for "a control pod becomes Ready" "${control_seconds}" 2 _kube_controls_ready "${ns_env}" "${ns_sub}" ||
+      controls_ok=false
+    kube_control_result reload-env "${ns_env}" "${t0_env}" "${base_env}" "${t_fix}" "env var MYSECRET" ||
+      controls_ok=false
+    kube_control_result reload-subpath "${ns_sub}" "${t0_sub}" "${base_sub}" "${t_fix}" "subPath mount" ||
+      controls_ok=false
+  fi
+
+  NS=${ns_vol}
+  PROBE_POD="probe-reload"
+  kube_probe_wait_seconds 2 || true
+  kube_probe_collect "${WORK_DIR}/probe.out"
+  local failed total served timeline seconds restarts uids verdict=ok note
+  read -r failed total served < <(probe_counts "${WORK_DIR}/probe.out")
+  timeline=$(probe_timeline "${WORK_DIR}/probe.out" "${t0_vol}" "${t_fix}")
+  seconds=$(fmt_secs $((t_ready - t_fix)))
+  uids=$(kube_uids)
+  restarts=$(kube_restarts "${base_vol}")
+  note="waited (RELOAD, not Ready), Ready ${seconds}s after the fix (the kubelet's sync, then --retry-interval), same pods: no restart"
+  if [[ "${ready}" != true ]]; then
+    verdict=unexpected
+    seconds=never
+    note="the pods were not Ready ${SECRET_TIMEOUT}s after the fix"
+  elif [[ "${uids}" != "${base_vol}" || "${restarts}" != 0 ]]; then
+    verdict=unexpected
+    note="the pods were replaced or restarted"
+  elif [[ "${served}" != 1 || "${failed}" != 0 ]]; then
+    verdict=unexpected
+    note="${failed} requests failed after the service had answered (served=${served})"
+  elif [[ "${controls_ok}" != true ]]; then
+    verdict=unexpected
+    note="Ready ${seconds}s after the fix, but a negative control went wrong (see its row)"
+  fi
+  result reload "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
+  [[ "${verdict}" == ok ]]
+}
+
+main() {
+  parse_args "$@"
+  setup_workdir
+  if [[ "${MODE}" == local ]]; then
+    ensure_binary
+    print_local_settings
+    run_local
+  else
+    kube_preflight
+    run_kube
+  fi
+}
+
+main "$@"

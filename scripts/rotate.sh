@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# rotate.sh — scenario "rotate": a credential rotation with no restart and no failed request.
+#
+# The Secret is a volume followed with --reload --mysecret-file, and the mock backend
+# accepts the old and the new credential during the rotation (--expected-secret 4321,5678).
+# With a probe running all along:
+#   1. the Secret is rotated 4321 -> 5678: the running process swaps it in (generation 2,
+#      `secret reloaded: generation 2 in use`), same PID / same pods, no failed request;
+#   2. the Secret is then changed to a bad value (9999): the change is rejected
+#      (`secret rejected: ...`, /metrics hello_path_secret_last_reload_successful 0), the
+#      last good credential stays in use and the service stays up.
+#
+#   local (default)  the binary on 127.0.0.1 following a directory updated exactly as the
+#                    kubelet's AtomicWriter updates a Secret volume; --watch-interval 250ms
+#   --kube           k8s/overlays/rotate in its own namespace (2 replicas), the Secret changed
+#                    with `kubectl patch secret`; the kubelet delivers each change on its next
+#                    sync (often 30-90 s). Each pod is asked through the API server's pod
+#                    proxy (/mysecret, /metrics); a probe pod measures through the Service.
+# Reported: failed requests (expected 0), seconds from the rotation until generation 2 is in
+# use (every pod), restarts (expected 0).
+#
+# Usage:
+#   scripts/rotate.sh [--kube [--context NAME]] [-h|--help]
+#
+# Ends with one line: RESULT scenario=rotate mode=... (format: scripts/lib.sh).
+# Exit status: 0 outcome as expected, 1 otherwise, 2 bad arguments or no cluster (--kube).
+#
+# Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [250ms], RETRY_INTERVAL [500ms]
+# (local); KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT, SECRET_TIMEOUT, KEEP_NAMESPACE (--kube)
+# — see scripts/lib.sh for their defaults.
+set -o errexit -o nounset -o pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+readonly METRIC_BAD='hello_path_secret_last_reload_successful 0'
+
+_logged() { grep -qF "$2" "$1"; }
+_says() { http_get "$1" "$2" | has "$3"; }
+
+run_local() {
+  local vol="${WORK_DIR}/secret-volume" port
+  secret_dir_init "${vol}" mysecret 4321
+  port=$(free_port)
+  app_start rotate "${port}" -- --reload --mysecret-file "${vol}/mysecret" \
+    --expected-secret 4321,5678 --watch-interval "${WATCH_INTERVAL}" --retry-interval "${RETRY_INTERVAL}"
+  local pid=${APP_PID} logf=${APP_LOG}
+  app_wait_ready "${pid}" "${logf}" 10 || die "PID ${pid} did not start with the good credential"
+  probe_start_local rotate "${port}"
+  probe_wait_seconds "${PROBE_OUT}" 2 || true
+
+  log "1. rotation: the Secret becomes 5678 (kubelet-style update)"
+  local t1 t_new t2 rotated=false gen2=false rejected=false metric=false still=false
+  t1=$(now_ms)
+  secret_dir_update "${vol}" mysecret 5678
+  if wait_for "PID ${pid} to log 'secret reloaded: generation 2 in use'" 10 0.01 \
+    _logged "${logf}" 'secret reloaded: generation 2 in use'; then
+    rotated=true
+  fi
+  t_new=$(now_ms)
+  _says "${port}" /mysecret '(generation 2)' && gen2=true
+  log "   /mysecret: $(http_get "${port}" /mysecret | tail -n 1)"
+  probe_wait_seconds "${PROBE_OUT}" 2 || true
+
+  log "2. a bad value: the Secret becomes 9999 (kubelet-style update)"
+  t2=$(now_ms)
+  secret_dir_update "${vol}" mysecret 9999
+  if wait_for "PID ${pid} to log 'secret rejected'" 10 0.01 _logged "${logf}" 'secret rejected'; then
+    rejected=true
+    log "   $(grep -m 1 -F 'secret rejected' "${logf}" | sed 's/.*\] //')"
+  fi
+  _says "${port}" /metrics "${METRIC_BAD}" && metric=true
+  log "   /metrics: $(http_get "${port}" /metrics | grep -E '^hello_path_secret_(last_reload_successful|generation) ' | paste -sd' ' -)"
+  if _says "${port}" /mysecret '(generation 2)' && _says "${port}" /readyz ok; then
+    still=true
+  fi
+  probe_wait_seconds "${PROBE_OUT}" 2 || true
+  probe_stop "${PROBE_PID}"
+
+  local failed total served timeline seconds verdict=ok note
+  read -r failed total served < <(probe_counts "${PROBE_OUT}")
+  timeline=$(probe_timeline "${PROBE_OUT}" "${PROBE_T0}" "${t1}" "${t2}")
+  seconds=$(fmt_secs $((t_new - t1)))
+  note="5678 in use as generation 2 after ${seconds}s, then 9999 rejected (last_reload_successful 0) while serving on; same PID ${pid}"
+  if [[ "${rotated}" != true || "${gen2}" != true ]]; then
+    verdict=unexpected
+    seconds=never
+    note="the rotation to 5678 was not swapped in (generation 2)"
+  elif [[ "${rejected}" != true || "${metric}" != true ]]; then
+    verdict=unexpected
+    note="the bad value was not rejected (log 'secret rejected', ${METRIC_BAD})"
+  elif [[ "${still}" != true ]] || ! proc_alive "${pid}"; then
+    verdict=unexpected
+    note="after the bad value the service did not keep generation 2 and stay ready"
+  elif [[ "${served}" != 1 || "${failed}" != 0 ]]; then
+    verdict=unexpected
+    note="${failed} requests failed during the rotation"
+  fi
+  result rotate "${failed}" "${total}" "${seconds}" 0 "${pid}" "${verdict}" "${timeline}" "${note}"
+  [[ "${verdict}" == ok ]]
+}
+
+# _all_pods_say PATH TEXT — every app pod answers PATH with TEXT (API server pod proxy).
+_all_pods_say() {
+  local path=$1 text=$2 pod n=0
+  for pod in $(kube_snapshot | awk 'NF { print $1 }'); do
+    kube_pod_get "${pod}" "${path}" | has "${text}" || return 1
+    n=$((n + 1))
+  done
+  ((n > 0))
+}
+
+run_kube() {
+  kube_deploy rotate ""
+  local replicas base
+  kube_rollout_wait "${KUBE_TIMEOUT}" || die "the first rollout did not finish within ${KUBE_TIMEOUT}s"
+  replicas=$(kube_replicas)
+  base=$(kube_uids)
+  kube_probe_start rotate
+  kube_probe_wait_seconds 3 || true
+
+  log "1. rotation: the Secret becomes 5678 (kubectl patch secret)"
+  local t1 t_new t2 rotated=true rejected=true logged=true still=true
+  t1=$(now_ms)
+  kube_secret_set 5678
+  wait_for "the kubelet to deliver it and every pod to answer /mysecret with generation 2" \
+    "${SECRET_TIMEOUT}" 2 _all_pods_say /mysecret '(generation 2)' || rotated=false
+  t_new=$(now_ms)
+  kube_probe_wait_seconds 3 || true
+
+  log "2. a bad value: the Secret becomes 9999 (kubectl patch secret)"
+  t2=$(now_ms)
+  kube_secret_set 9999
+  wait_for "every pod to reject it (${METRIC_BAD} in /metrics)" \
+    "${SECRET_TIMEOUT}" 2 _all_pods_say /metrics "${METRIC_BAD}" || rejected=false
+  local pod
+  for pod in $(kube_snapshot | awk 'NF { print $1 }'); do
+    kube -n "${NS}" logs "${pod}" 2>/dev/null | has 'secret rejected' || logged=false
+  done
+  _all_pods_say /mysecret '(generation 2)' || still=false
+  kube_all_ready "${replicas}" || still=false
+  kube_probe_wait_seconds 3 || true
+  kube_probe_collect "${WORK_DIR}/probe.out"
+
+  local failed total served timeline seconds restarts uids verdict=ok note
+  read -r failed total served < <(probe_counts "${WORK_DIR}/probe.out")
+  timeline=$(probe_timeline "${WORK_DIR}/probe.out" "${PROBE_T0}" "${t1}" "${t2}")
+  seconds=$(fmt_secs $((t_new - t1)))
+  uids=$(kube_uids)
+  restarts=$(kube_restarts "${base}")
+  note="5678 in use as generation 2 in every pod after ${seconds}s (kubelet sync), then 9999 rejected while serving on; same pods, no restart"
+  if [[ "${rotated}" != true ]]; then
+    verdict=unexpected
+    seconds=never
+    note="not every pod reported generation 2 within ${SECRET_TIMEOUT}s"
+  elif [[ "${rejected}" != true || "${logged}" != true ]]; then
+    verdict=unexpected
+    note="the bad value was not rejected by every pod (${METRIC_BAD}, log 'secret rejected')"
+  elif [[ "${still}" != true ]]; then
+    verdict=unexpected
+    note="after the bad value not every pod kept generation 2 and stayed Ready"
+  elif [[ "${uids}" != "${base}" || "${restarts}" != 0 ]]; then
+    verdict=unexpected
+    note="pods were replaced or restarted"
+  elif [[ "${served}" != 1 || "${failed}" != 0 ]]; then
+    verdict=unexpected
+    note="${failed} requests failed during the rotation"
+  fi
+  result rotate "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
+  [[ "${verdict}" == ok ]]
+}
+
+main() {
+  parse_args "$@"
+  setup_workdir
+  if [[ "${MODE}" == local ]]; then
+    ensure_binary
+    print_local_settings
+    run_local
+  else
+    kube_preflight
+    run_kube
+  fi
+}
+
+main "$@"

@@ -1,0 +1,438 @@
+#!/usr/bin/env bash
+# walkthrough.sh — end-to-end checks of the scenario scripts (scripts/*.sh).
+#
+#   1. every scenario script: --help exits 0, a bad option exits 2, --context without --kube
+#      exits 2;
+#   2. --kube without a cluster exits 2 within seconds with one line: with KUBECTL pointing at
+#      a command that fails, at a missing command, and (when kubectl is installed) with a
+#      kubeconfig whose server is https://127.0.0.1:1;
+#   3. the LOCAL walkthrough end to end (scripts/walkthrough.sh, which builds the binary if
+#      needed): reload and rotate with 0 failed requests and 0 restarts on the same PID,
+#      redeploy with a measured outage, the negative controls never served, no-arg with the
+#      FATAL line, arg served, the table and its legend printed;
+#   4. a DRY --kube walkthrough against a fake kubectl (written to a scratch directory) that
+#      logs its argv and models each scenario: every scenario ok, every kubectl call with
+#      --context, none of the flags too new for Kubernetes 1.15, every namespace deleted;
+#      and a wrong outcome (pods that never reject a bad Secret) exits 1.
+#
+# Usage: tests/walkthrough.sh        (no options; about a minute and a half)
+# Prints `ok - ...` / `not ok - ...` lines and ends with `N passed, M failed`.
+# Environment: HELLO_PATH_BIN (the binary; default: built by scripts/walkthrough.sh).
+set -o errexit -o nounset -o pipefail
+
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+readonly ROOT
+readonly SCRIPTS=(no-arg arg redeploy restart reload rotate walkthrough)
+PASSED=0
+FAILED=0
+WORK=""
+
+cleanup() {
+  if [[ -n "${WORK}" && -d "${WORK}" ]]; then
+    rm -rf -- "${WORK}"
+  fi
+}
+
+pass() {
+  PASSED=$((PASSED + 1))
+  printf 'ok - %s\n' "$*"
+}
+fail() {
+  FAILED=$((FAILED + 1))
+  printf 'not ok - %s\n' "$*"
+}
+# check DESCRIPTION COMMAND... — one test line from a command's status.
+check() {
+  local what=$1
+  shift
+  if "$@"; then
+    pass "${what}"
+  else
+    fail "${what}"
+  fi
+}
+
+# result_of FILE SCENARIO — the RESULT line of SCENARIO in a (possibly indented) output.
+result_of() {
+  sed -n "s/^.*\\(RESULT scenario=$2 .*\\)$/\\1/p" "$1" | tail -n 1
+}
+# field LINE KEY
+field() {
+  local line=$1 key=$2
+  if [[ "${key}" == note ]]; then
+    printf '%s\n' "${line#* note=}"
+  elif [[ " ${line%% note=*} " =~ \ ${key}=([^ ]*)\  ]]; then
+    printf '%s\n' "${BASH_REMATCH[1]}"
+  fi
+}
+
+test_help_and_usage() {
+  local s out rc
+  for s in "${SCRIPTS[@]}"; do
+    rc=0
+    out=$(bash "${ROOT}/scripts/${s}.sh" --help 2>&1) || rc=$?
+    check "${s}.sh --help exits 0 and shows the usage" \
+      test "${rc}" -eq 0 -a -n "$(grep -F 'Usage:' <<<"${out}")"
+    rc=0
+    out=$(bash "${ROOT}/scripts/${s}.sh" --bogus 2>&1) || rc=$?
+    check "${s}.sh --bogus exits 2 with an error naming it" \
+      test "${rc}" -eq 2 -a -n "$(grep -F -- '--bogus' <<<"${out}")"
+    rc=0
+    bash "${ROOT}/scripts/${s}.sh" --context foo >/dev/null 2>&1 || rc=$?
+    check "${s}.sh --context without --kube exits 2" test "${rc}" -eq 2
+  done
+}
+
+# no_cluster NAME [VAR=VALUE...] — scripts/no-arg.sh --kube in that environment must exit 2
+# within 10 s, printing exactly one line.
+no_cluster() {
+  local what=$1
+  shift
+  local start rc=0 out lines elapsed
+  start=$(date +%s)
+  out=$(env "$@" timeout 30 bash "${ROOT}/scripts/no-arg.sh" --kube 2>&1) || rc=$?
+  elapsed=$(($(date +%s) - start))
+  lines=$(grep -c . <<<"${out}" || true)
+  if [[ "${rc}" == 2 && "${elapsed}" -le 10 && "${lines}" == 1 ]]; then
+    pass "no cluster (${what}): exit 2 after ${elapsed}s with one line: ${out}"
+  else
+    fail "no cluster (${what}): expected exit 2 within 10s and one line, got exit ${rc} after ${elapsed}s, ${lines} lines: ${out}"
+  fi
+}
+
+test_no_cluster() {
+  printf '#!/bin/sh\necho "error: the server is on holiday" >&2\nexit 1\n' >"${WORK}/failing-kubectl"
+  chmod +x "${WORK}/failing-kubectl"
+  no_cluster "KUBECTL is a command that fails" KUBECTL="${WORK}/failing-kubectl"
+  no_cluster "KUBECTL is not installed" KUBECTL="${WORK}/no-such-kubectl"
+  if command -v kubectl >/dev/null 2>&1; then
+    cat >"${WORK}/kubeconfig" <<'EOF'
+apiVersion: v1
+kind: Config
+clusters:
+- cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}
+  name: nowhere
+contexts:
+- context: {cluster: nowhere, user: nobody}
+  name: nowhere
+current-context: nowhere
+users:
+- name: nobody
+  user: {token: none}
+EOF
+    no_cluster "kubeconfig with server https://127.0.0.1:1" KUBECONFIG="${WORK}/kubeconfig"
+  else
+    printf '# kubectl is not installed: the unreachable-server check runs with the stubs only\n'
+  fi
+}
+
+test_local_walkthrough() {
+  local out="${WORK}/local.out" rc=0 line start
+  start=$(date +%s)
+  timeout 300 bash "${ROOT}/scripts/walkthrough.sh" >"${out}" 2>&1 </dev/null || rc=$?
+  printf '# local walkthrough: exit %s after %ss; its table:\n' "${rc}" $(($(date +%s) - start))
+  sed -n '/^hello-path-rs walkthrough/,$p' "${out}" | sed 's/^/#   /'
+  check "local walkthrough exits 0" test "${rc}" -eq 0
+  check "local walkthrough prints the table header" grep -qE '^scenario +\| failed during the change' "${out}"
+  check "local walkthrough prints the timeline legend" grep -qF 'availability per second (█ every request ok' "${out}"
+
+  line=$(result_of "${out}" reload)
+  local pid
+  pid=$(sed -n 's/.*started reload: PID \([0-9]*\):.*/\1/p' "${out}" | head -n 1)
+  check "reload: 0 failed requests (${line:-no RESULT})" test "$(field "${line}" failed)" = 0
+  check "reload: 0 restarts, same PID ${pid:-?} at the end" \
+    test "$(field "${line}" restarts)" = 0 -a -n "${pid}" -a "$(field "${line}" pids)" = "${pid}"
+  check "reload: served after the fix (seconds_to_new is a number)" \
+    grep -qE '^[0-9]+\.[0-9]+$' <<<"$(field "${line}" seconds_to_new)"
+  check "reload: verdict ok" test "$(field "${line}" verdict)" = ok
+
+  line=$(result_of "${out}" rotate)
+  pid=$(sed -n 's/.*started rotate: PID \([0-9]*\):.*/\1/p' "${out}" | head -n 1)
+  check "rotate: 0 failed requests (${line:-no RESULT})" test "$(field "${line}" failed)" = 0
+  check "rotate: 0 restarts, same PID ${pid:-?}" \
+    test "$(field "${line}" restarts)" = 0 -a -n "${pid}" -a "$(field "${line}" pids)" = "${pid}"
+  check "rotate: the bad value rejected (secret rejected, last_reload_successful 0)" \
+    grep -qF 'hello_path_secret_last_reload_successful 0' "${out}"
+  check "rotate: verdict ok" test "$(field "${line}" verdict)" = ok
+
+  line=$(result_of "${out}" redeploy)
+  check "redeploy: a measured outage, failed > 0 (${line:-no RESULT})" \
+    test "$(field "${line}" failed)" -gt 0 2>/dev/null
+  check "redeploy: verdict ok" test "$(field "${line}" verdict)" = ok
+  line=$(result_of "${out}" restart)
+  check "restart: locally an outage too, and said so (${line:-no RESULT})" \
+    test "$(field "${line}" failed)" -gt 0 -a -n "$(grep -F 'no rolling update without a cluster' <<<"${line}")"
+
+  local c
+  for c in reload-env reload-subpath; do
+    line=$(result_of "${out}" "${c}")
+    check "${c}: the negative control never sees the new value (${line:-no RESULT})" \
+      test "$(field "${line}" seconds_to_new)" = never -a "$(field "${line}" verdict)" = ok -a \
+      "$(field "${line}" failed)" = "$(field "${line}" total)"
+  done
+
+  line=$(result_of "${out}" no-arg)
+  check "no-arg: exits with the FATAL line, never serves" \
+    test -n "$(grep -F 'FATAL: connection to remote service failed. Check mysecret parameter.' "${out}")" -a \
+    "$(field "${line}" verdict)" = ok
+  line=$(result_of "${out}" arg)
+  check "arg: serves every request and shows the exposure" \
+    test "$(field "${line}" failed)" = 0 -a "$(field "${line}" total)" -gt 0 -a "$(field "${line}" verdict)" = ok
+  check "every scenario ended with its RESULT line" \
+    test "$(grep -c '^  | RESULT ' "${out}")" -eq 8
+}
+
+write_fake_kubectl() {
+  cat >"${WORK}/fake-kubectl" <<'STUB'
+#!/usr/bin/env bash
+# A fake kubectl for dry runs of the --kube mode: logs its argv, keeps a tiny model of each
+# scenario's namespace in $STUB_STATE and answers as a cluster would (a probe pod's clock
+# runs STUB_SPEED times faster). STUB_BROKEN=1: the pods never reject a bad Secret.
+set -o nounset
+S=${STUB_STATE:?}
+SPEED=${STUB_SPEED:-4}
+printf '%s\n' "$*" >>"${S}/argv.log"
+ns="" ctx=""
+args=()
+while (($#)); do
+  case "$1" in
+    --context) ctx=$2; shift 2 ;;
+    -n | --namespace) ns=$2; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+set -- "${args[@]}"
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+scen() { local n=${ns#hello-path-}; echo "${n%-*}"; }
+D="${S}/ns-${ns}"
+val() { cat "${D}/$1" 2>/dev/null || echo "${2:-}"; }
+secret_at() { # the secret value in force at ms $1 (events: "ms value")
+  awk -v t="$1" '$1 <= t { v = $2 } END { print (v == "" ? "1234" : v) }' "${D}/events" 2>/dev/null || echo 1234
+}
+pods() {
+  local s; s=$(scen)
+  local sec; sec=$(val secret 1234)
+  case "${s}" in
+    no-arg) echo "hello-path-x1|uid-na|False|2|CrashLoopBackOff|" ;;
+    arg | rotate) printf 'hello-path-a|uid-a|True|0||\nhello-path-b|uid-b|True|0||\n' ;;
+    reload)
+      local r=False; [[ "${sec}" == 4321 ]] && r=True
+      printf 'hello-path-a|uid-a|%s|0||\nhello-path-b|uid-b|%s|0||\n' "$r" "$r" ;;
+    reload-env | reload-subpath) printf 'hello-path-a|uid-a|False|0||\nhello-path-b|uid-b|False|0||\n' ;;
+    redeploy)
+      local d; d=$(val deploys 0)
+      if [[ "$(val deploy_secret 4321)" == 4321 ]]; then
+        printf 'hello-path-%s1|uid-%s-1|True|0||\nhello-path-%s2|uid-%s-2|True|0||\n' "$d" "$d" "$d" "$d"
+      else
+        printf 'hello-path-%s1|uid-%s-1|False|1|CrashLoopBackOff|\nhello-path-%s2|uid-%s-2|False|1|CrashLoopBackOff|\n' "$d" "$d" "$d" "$d"
+      fi ;;
+    restart)
+      local r; r=$(val restarts 0)
+      if [[ "$(val restart_secret 4321)" == 9999 ]]; then
+        printf 'hello-path-%s1|uid-%s-1|True|0||\nhello-path-%s2|uid-%s-2|True|0||\nhello-path-%sx|uid-%s-x|False|1|CrashLoopBackOff|\n' 0 0 0 0 "$r" "$r"
+      else
+        printf 'hello-path-%s1|uid-%s-1|True|0||\nhello-path-%s2|uid-%s-2|True|0||\n' "$r" "$r" "$r" "$r"
+      fi ;;
+  esac
+}
+case "${1:-}" in
+  version) echo "Client Version: fake" ;;
+  kustomize)
+    if [[ -f "$2/rendered.yaml" ]]; then cat "$2/rendered.yaml"; exit 0; fi
+    cat <<'YAML'
+apiVersion: v1
+kind: Namespace
+metadata:
+  labels:
+    pod-security.kubernetes.io/enforce: restricted
+  name: hello-path
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: hello-path-secret
+  namespace: hello-path
+stringData:
+  mysecret: "1234"
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: hello-path
+  namespace: hello-path
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: hello-path
+  namespace: hello-path
+spec:
+  template:
+    spec:
+      containers:
+      - image: localhost/hello-path-rs:0.1.0
+        name: hello-path
+YAML
+    ;;
+  create)
+    [[ "$2" == namespace ]] || exit 1
+    ns=$3 D="${S}/ns-$3"; mkdir -p "${D}"; echo "namespace/$3 created" ;;
+  label) echo labeled ;;
+  apply)
+    f=""; while (($#)); do [[ "$1" == -f ]] && f=$2; shift; done
+    if grep -q '^kind: Pod' "$f"; then
+      name=$(sed -n 's/^  name: //p' "$f" | head -n 1)
+      now_ms >"${D}/probe-${name}.start"
+    elif grep -q '^kind: Deployment' "$f"; then
+      echo $(($(val deploys 0) + 1)) >"${D}/deploys"
+      val secret 1234 >"${D}/deploy_secret"
+    fi
+    echo applied ;;
+  patch)
+    v=$(printf '%s' "${*: -1}" | sed -n 's/.*"mysecret":"\([^"]*\)".*/\1/p')
+    [[ -n "$v" ]] || { echo "error: bad patch" >&2; exit 1; }
+    echo "$v" >"${D}/secret"; echo "$(now_ms) $v" >>"${D}/events"
+    echo "secret/hello-path-secret patched" ;;
+  rollout)
+    case "$2" in
+      restart) echo $(($(val restarts 0) + 1)) >"${D}/restarts"; val secret 1234 >"${D}/restart_secret"; echo restarted ;;
+      status)
+        case "$(scen)" in
+          no-arg | reload-env | reload-subpath) exit 1 ;;
+          reload) [[ "$(val secret)" == 4321 ]] ;;
+          restart) [[ "$(val restart_secret 4321)" != 9999 ]] ;;
+          redeploy) [[ "$(val deploy_secret 4321)" == 4321 ]] ;;
+          *) exit 0 ;;
+        esac ;;
+      *) exit 1 ;;
+    esac ;;
+  delete)
+    case "$2" in
+      namespace) echo "$3" >>"${S}/deleted-namespaces"; echo "namespace \"$3\" deleted" ;;
+      deployment) echo deleted ;;
+      *) exit 1 ;;
+    esac ;;
+  logs)
+    pod=$2
+    if [[ "${pod}" == probe-* ]]; then
+      start=$(cat "${D}/probe-${pod}.start")
+      el=$((($(now_ms) - start) * SPEED))
+      n=$((el / 1000))
+      s=$(scen)
+      for ((i = 1; i <= n; i++)); do
+        t=$((start + i * 1000 / SPEED))
+        v=$(secret_at "$t")
+        ok=20
+        case "${s}" in
+          no-arg | reload-env | reload-subpath) ok=0 ;;
+          reload) [[ "$v" == 4321 ]] || ok=0 ;;
+          redeploy) [[ "$v" != 1234 ]] || ok=0 ;;
+        esac
+        echo "probe second=$i ok=${ok} failed=$((20 - ok))"
+      done
+    else
+      case "$(scen)" in
+        no-arg) echo "x ERROR [hello-path-rs] FATAL: connection to remote service failed. Check mysecret parameter." ;;
+        reload*) echo "x INFO  [hello-path-rs] RELOAD(1): Connection to remote service: nok." ;;
+        rotate) [[ "$(val secret)" != 9999 ]] || echo "x WARN  [hello-path-rs] secret rejected: refused; generation 2 stays in use" ;;
+      esac
+      echo "x INFO  [hello-path-rs] Web service initialization..."
+    fi ;;
+  get)
+    if [[ "$2" == --raw ]]; then
+      case "$3" in
+        /version) echo '{"major": "1", "minor": "15", "gitVersion": "v1.15.3+k3s1"}' ;;
+        */proxy/mysecret)
+          ns=$(echo "$3" | cut -d/ -f5); D="${S}/ns-${ns}"
+          g=1; grep -q ' 5678$' "${D}/events" 2>/dev/null && g=2
+          echo "my little secret is **** (generation $g)" ;;
+        */proxy/metrics)
+          ns=$(echo "$3" | cut -d/ -f5); D="${S}/ns-${ns}"
+          ok=1; [[ "$(val secret)" == 9999 && -z "${STUB_BROKEN:-}" ]] && ok=0
+          echo "hello_path_secret_last_reload_successful ${ok}" ;;
+        *) exit 1 ;;
+      esac
+      exit 0
+    fi
+    case "$2" in
+      pods) pods ;;
+      pod) echo "" ;;
+      svc) echo 10.43.0.10 ;;
+      deployment)
+        if [[ "$*" == *replicas* ]]; then
+          [[ "$(scen)" == no-arg ]] && echo 1 || echo 2
+        else
+          echo '["--mysecret","4321","--shutdown-delay=5s"]'
+        fi ;;
+      *) exit 1 ;;
+    esac ;;
+  *) echo "fake kubectl: unsupported: $*" >&2; exit 1 ;;
+esac
+STUB
+  chmod +x "${WORK}/fake-kubectl"
+}
+
+test_kube_dry() {
+  write_fake_kubectl
+  mkdir -p "${WORK}/state"
+  local out="${WORK}/kube.out" rc=0 start
+  start=$(date +%s)
+  # KUBECTL with a space in it, as "k3s kubectl" has.
+  STUB_STATE="${WORK}/state" KUBECTL="bash ${WORK}/fake-kubectl" STALL_SECONDS=2 CONTROL_SECONDS=2 \
+    timeout 240 bash "${ROOT}/scripts/walkthrough.sh" --kube --context dry-ctx --quiet \
+    >"${out}" 2>&1 </dev/null || rc=$?
+  printf '# dry --kube walkthrough (fake kubectl): exit %s after %ss\n' "${rc}" $(($(date +%s) - start))
+  check "dry --kube walkthrough exits 0, every verdict ok" test "${rc}" -eq 0
+  if ((rc != 0)); then
+    sed 's/^/#   /' "${out}" | tail -n 40
+  fi
+  local argv="${WORK}/state/argv.log"
+  check "dry --kube: every kubectl call carries --context dry-ctx" \
+    test "$(grep -vc -- '--context dry-ctx' "${argv}")" -eq 0
+  check "dry --kube: no flag newer than Kubernetes 1.15 (--dry-run, wait --for=jsonpath, events)" \
+    test -z "$(grep -E -- '--dry-run|--for=jsonpath| events( |$)' "${argv}")"
+  check "dry --kube: the Secret is changed with kubectl patch --type merge (stringData)" \
+    grep -qE 'patch secret hello-path-secret --type merge -p \{"stringData"' "${argv}"
+  check "dry --kube: restart uses kubectl rollout restart, redeploy delete + apply" \
+    test -n "$(grep -F 'rollout restart deployment/hello-path' "${argv}")" -a \
+    -n "$(grep -F 'delete deployment hello-path' "${argv}")"
+  check "dry --kube: per-pod checks through the API server's pod proxy" \
+    grep -qE 'get --raw /api/v1/namespaces/[^/]+/pods/[^/]+:8080/proxy/mysecret' "${argv}"
+  local created deleted
+  created=$(sed -n 's/.*create namespace \(hello-path-[a-z0-9-]*\).*/\1/p' "${argv}" | sort)
+  deleted=$(sort "${WORK}/state/deleted-namespaces" 2>/dev/null || true)
+  check "dry --kube: every namespace created ($(wc -l <<<"${created}")) was deleted" \
+    test -n "${created}" -a "${created}" = "${deleted}"
+  check "dry --kube: namespace deletion does not wait (--wait=false)" \
+    test -z "$(grep -F 'delete namespace' "${argv}" | grep -vF -- '--wait=false')"
+  check "dry --kube: the probe pods target the Service's ClusterIP (no DNS needed)" \
+    grep -qF 'get svc hello-path -o jsonpath={.spec.clusterIP}' "${argv}"
+
+  # A wrong outcome must fail: pods that never reject the bad Secret.
+  rc=0
+  STUB_STATE="${WORK}/state" STUB_BROKEN=1 KUBECTL="bash ${WORK}/fake-kubectl" SECRET_TIMEOUT=3 \
+    timeout 120 bash "${ROOT}/scripts/rotate.sh" --kube --context dry-ctx >"${WORK}/broken.out" 2>&1 </dev/null || rc=$?
+  check "dry --kube: a wrong outcome exits 1 with verdict=unexpected" \
+    test "${rc}" -eq 1 -a -n "$(grep -F 'verdict=unexpected' "${WORK}/broken.out")"
+  check "dry --kube: the RESULT line is the last line on stdout" \
+    test "$(STUB_STATE="${WORK}/state" KUBECTL="bash ${WORK}/fake-kubectl" timeout 60 \
+      bash "${ROOT}/scripts/arg.sh" --kube --context dry-ctx 2>/dev/null </dev/null | tail -n 1 | cut -c1-22)" = \
+    'RESULT scenario=arg mo'
+}
+
+main() {
+  (($# == 0)) || {
+    printf 'usage: tests/walkthrough.sh (no arguments)\n' >&2
+    exit 2
+  }
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/hello-path-test-walkthrough.XXXXXX")
+  trap cleanup EXIT
+  test_help_and_usage
+  test_no_cluster
+  test_local_walkthrough
+  test_kube_dry
+  printf '%s passed, %s failed\n' "${PASSED}" "${FAILED}"
+  ((FAILED == 0))
+}
+
+main "$@"
