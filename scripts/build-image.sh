@@ -1,0 +1,408 @@
+#!/usr/bin/env bash
+# build-image.sh — build the static hello-path-rs binary and its FROM-scratch image.
+#
+# Builds the musl binary with cargo for each requested platform, checks that it is static
+# (no ELF program interpreter) and of the right machine, then builds Containerfile.scratch
+# with podman, buildah or docker. Nothing is pulled and nothing is emulated: the image is
+# one COPY onto an empty base. With more than one platform, each architecture gets its own
+# image (IMAGE-ARCH, e.g. localhost/hello-path-rs:0.1.0-arm64) and IMAGE becomes a manifest
+# list holding them (podman/buildah; docker keeps no local list, see below).
+#
+# Usage:
+#   scripts/build-image.sh [--platforms LIST] [--engine NAME] [--image REF] [--no-cargo]
+#
+#   --platforms LIST  comma-separated, from linux/amd64 and linux/arm64
+#                     (default: the host's architecture only)
+#   --engine NAME     podman, buildah or docker (default: $CONTAINER_ENGINE, else the first
+#                     of podman, buildah, docker found on PATH)
+#   --image REF       image reference (default: $IMAGE)
+#   --no-cargo        do not run cargo; use the binaries already in the target directory
+#   -h, --help        show this help
+#
+# Prints, on stdout, one line per image:  REF PLATFORM SIZE bytes (N kB)   (kB = 1000 bytes)
+#
+# Environment:
+#   IMAGE               image reference (default: localhost/hello-path-rs:0.1.0)
+#   CONTAINER_ENGINE    podman | buildah | docker (default: auto-detected)
+#   PODMAN_GLOBAL_FLAGS extra global podman flags, e.g. "--runtime runc" (default: none)
+#   CARGO               cargo command (default: cargo)
+#   CARGO_TARGET_DIR    cargo's target directory (default: <repo>/target)
+#   SOURCE_DATE_EPOCH   image creation time, for reproducible images (default: the time of
+#                       the last commit; same binary and commit give the same image ID)
+#
+# With docker and several platforms, the per-architecture images are built and loaded, but
+# docker's classic image store cannot hold a manifest list: push them to a registry and
+# join them there (scripts/load-image.sh --registry REG does both).
+#
+# Exit status: 0 built, 1 failure, 2 bad arguments.
+set -o errexit -o nounset -o pipefail
+
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+readonly ROOT
+readonly DEFAULT_IMAGE=localhost/hello-path-rs:0.1.0
+
+ENGINE=""
+IMAGE_REF=""
+PLATFORMS=""
+RUN_CARGO=true
+EPOCH=""
+WORKDIR=""
+ENGINE_GLOBAL=()
+
+usage() {
+  sed -n '2,/^[^#]/{/^[^#]/d;/^# shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+log() { printf 'build-image: %s\n' "$*" >&2; }
+die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
+usage_error() {
+  printf 'build-image: error: %s\n' "$*" >&2
+  printf "Try 'scripts/build-image.sh --help'.\n" >&2
+  exit 2
+}
+
+cleanup() {
+  if [[ -n "${WORKDIR}" && -d "${WORKDIR}" ]]; then
+    rm -rf -- "${WORKDIR}"
+  fi
+}
+
+parse_args() {
+  while (($# > 0)); do
+    case "$1" in
+      -h | --help) usage; exit 0 ;;
+      --platforms | --engine | --image)
+        if (($# < 2)) || [[ -z "$2" ]]; then usage_error "$1 needs a value"; fi
+        case "$1" in
+          --platforms) PLATFORMS=$2 ;;
+          --engine) ENGINE=$2 ;;
+          --image) IMAGE_REF=$2 ;;
+        esac
+        shift 2
+        ;;
+      --platforms=* | --engine=* | --image=*)
+        local value=${1#*=}
+        [[ -n "${value}" ]] || usage_error "${1%%=*} needs a value"
+        case "$1" in
+          --platforms=*) PLATFORMS=${value} ;;
+          --engine=*) ENGINE=${value} ;;
+          --image=*) IMAGE_REF=${value} ;;
+        esac
+        shift
+        ;;
+      --no-cargo) RUN_CARGO=false; shift ;;
+      *) usage_error "unknown argument: $1" ;;
+    esac
+  done
+  IMAGE_REF=${IMAGE_REF:-${IMAGE:-${DEFAULT_IMAGE}}}
+  [[ "${IMAGE_REF}" != *@* ]] || usage_error "IMAGE must be NAME[:TAG], not a digest: ${IMAGE_REF}"
+  ENGINE=${ENGINE:-${CONTAINER_ENGINE:-}}
+  case "${ENGINE}" in
+    "" | podman | buildah | docker) ;;
+    *) usage_error "unknown engine '${ENGINE}' (podman, buildah or docker)" ;;
+  esac
+  if [[ -z "${PLATFORMS}" ]]; then
+    PLATFORMS=$(host_platform) || die "unsupported host architecture $(uname -m); pass --platforms"
+  fi
+  local p
+  for p in ${PLATFORMS//,/ }; do
+    rust_target "${p}" >/dev/null || usage_error "unsupported platform '${p}' (linux/amd64, linux/arm64)"
+  done
+}
+
+# The host's platform in OCI terms.
+host_platform() {
+  case "$(uname -m)" in
+    x86_64 | amd64) echo linux/amd64 ;;
+    aarch64 | arm64) echo linux/arm64 ;;
+    *) return 1 ;;
+  esac
+}
+
+# PLATFORM -> Rust target triple.
+rust_target() {
+  case "$1" in
+    linux/amd64) echo x86_64-unknown-linux-musl ;;
+    linux/arm64 | linux/arm64/v8) echo aarch64-unknown-linux-musl ;;
+    *) return 1 ;;
+  esac
+}
+
+# PLATFORM -> ELF e_machine (EM_X86_64 = 62, EM_AARCH64 = 183).
+elf_machine() {
+  case "$1" in
+    linux/amd64) echo 62 ;;
+    linux/arm64 | linux/arm64/v8) echo 183 ;;
+  esac
+}
+
+# PLATFORM -> architecture as written in image configs and manifest lists.
+platform_arch() {
+  local rest=${1#*/}
+  echo "${rest%%/*}"
+}
+
+pick_engine() {
+  if [[ -n "${ENGINE}" ]]; then
+    command -v "${ENGINE}" >/dev/null 2>&1 || die "container engine '${ENGINE}' not found on PATH"
+  else
+    local e
+    for e in podman buildah docker; do
+      if command -v "${e}" >/dev/null 2>&1; then ENGINE=${e}; break; fi
+    done
+    [[ -n "${ENGINE}" ]] || die "no container engine found: install podman (or buildah, or docker)"
+  fi
+  if [[ "${ENGINE}" == podman && -n "${PODMAN_GLOBAL_FLAGS:-}" ]]; then
+    read -r -a ENGINE_GLOBAL <<<"${PODMAN_GLOBAL_FLAGS}"
+  fi
+  log "engine: ${ENGINE}${ENGINE_GLOBAL[*]:+ ${ENGINE_GLOBAL[*]}}"
+}
+
+engine() {
+  "${ENGINE}" "${ENGINE_GLOBAL[@]}" "$@"
+}
+
+# Version from Cargo.toml's [package] section.
+package_version() {
+  local v
+  v=$(sed -n '/^\[package\]/,/^\[/{s/^version[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p;}' \
+    "${ROOT}/Cargo.toml" | head -n 1)
+  [[ -n "${v}" ]] || die "cannot read the package version from ${ROOT}/Cargo.toml"
+  echo "${v}"
+}
+
+revision() {
+  git -C "${ROOT}" rev-parse --short HEAD 2>/dev/null || echo unknown
+}
+
+# The repository's remote as an https URL, or nothing.
+source_url() {
+  local url
+  url=$(git -C "${ROOT}" config --get remote.origin.url 2>/dev/null) || return 0
+  case "${url}" in
+    git@*:*) url="https://${url#git@}"; url=${url/://} ;;
+  esac
+  echo "${url%.git}"
+}
+
+# Seconds since the epoch to stamp the image with, or nothing.
+source_date_epoch() {
+  if [[ -n "${SOURCE_DATE_EPOCH:-}" ]]; then
+    [[ "${SOURCE_DATE_EPOCH}" =~ ^[0-9]+$ ]] || die "SOURCE_DATE_EPOCH must be seconds since the epoch"
+    echo "${SOURCE_DATE_EPOCH}"
+  else
+    git -C "${ROOT}" log -1 --format=%ct 2>/dev/null || true
+  fi
+}
+
+target_dir() {
+  echo "${CARGO_TARGET_DIR:-${ROOT}/target}"
+}
+
+ensure_rust_target() {
+  local triple=$1 libdir
+  libdir=$(rustc --print target-libdir --target "${triple}" 2>/dev/null) || libdir=""
+  if [[ -n "${libdir}" && -d "${libdir}" ]] && compgen -G "${libdir}/libstd-*" >/dev/null; then
+    return 0
+  fi
+  if command -v rustup >/dev/null 2>&1; then
+    log "adding the Rust target ${triple} (rustup target add)"
+    rustup target add "${triple}" >&2 || die "rustup target add ${triple} failed"
+  else
+    die "the Rust standard library for ${triple} is missing and rustup is not installed; install it (rustup target add ${triple}, or your distribution's rust-std package for ${triple})"
+  fi
+}
+
+cargo_build() {
+  local triple=$1
+  ensure_rust_target "${triple}"
+  log "cargo build --release --target ${triple}"
+  # shellcheck disable=SC2086 # CARGO may hold a command with arguments, e.g. "cargo +stable".
+  ${CARGO:-cargo} build --release --target "${triple}" --manifest-path "${ROOT}/Cargo.toml" >&2 \
+    || die "cargo build --release --target ${triple} failed"
+}
+
+# FILE OFFSET SIZE -> the unsigned little-endian integer at OFFSET.
+elf_uint() {
+  od -An -t "u$3" -j "$2" -N "$3" -- "$1" | tr -d ' \n'
+}
+
+# Checks, without binutils, that FILE is a 64-bit little-endian ELF executable for machine
+# WANT and that no program header asks for an interpreter (PT_INTERP = 3): that is, it is
+# static (a static-pie has PT_DYNAMIC but still no interpreter).
+check_static() {
+  local file=$1 want=$2 magic machine phoff phentsize phnum i type
+  [[ -f "${file}" ]] || die "binary not found: ${file}"
+  magic=$(od -An -t x1 -N 6 -- "${file}" | tr -d ' \n')
+  [[ "${magic}" == 7f454c460201 ]] || die "${file} is not a 64-bit little-endian ELF file"
+  machine=$(elf_uint "${file}" 18 2)
+  [[ "${machine}" == "${want}" ]] || die "${file} is for ELF machine ${machine}, expected ${want}"
+  phoff=$(elf_uint "${file}" 32 8)
+  phentsize=$(elf_uint "${file}" 54 2)
+  phnum=$(elf_uint "${file}" 56 2)
+  ((phnum > 0)) || die "${file} has no program headers"
+  for ((i = 0; i < phnum; i++)); do
+    type=$(elf_uint "${file}" $((phoff + i * phentsize)) 4)
+    if ((type == 3)); then
+      die "${file} is dynamically linked (it has a program interpreter); build it for a musl target"
+    fi
+  done
+  log "static: ${file}"
+}
+
+# REF -> its size in bytes (uncompressed layers), as the engine reports it.
+image_size() {
+  local ref=$1
+  case "${ENGINE}" in
+    podman | docker) engine image inspect --format '{{.Size}}' "${ref}" ;;
+    buildah)
+      # buildah reports sizes only for humans; add up the manifest's config and layers.
+      local manifest n total=0
+      manifest=$(buildah inspect --type image --format '{{.Manifest}}' "${ref}") || return 1
+      while read -r n; do
+        total=$((total + n))
+      done < <(grep -o '"size":[0-9]*' <<<"${manifest}" | cut -d: -f2)
+      echo "${total}"
+      ;;
+  esac
+}
+
+report() {
+  local ref=$1 platform=$2 size
+  size=$(image_size "${ref}") || die "cannot read the size of ${ref}"
+  printf '%s %s %s bytes (%s kB)\n' "${ref}" "${platform}" "${size}" "$(((size + 500) / 1000))"
+}
+
+# REF -> REF with the tag suffixed by -ARCH (a missing tag counts as latest).
+arch_ref() {
+  local ref=$1 arch=$2 last=${1##*/}
+  if [[ "${last}" == *:* ]]; then
+    echo "${ref}-${arch}"
+  else
+    echo "${ref}:latest-${arch}"
+  fi
+}
+
+# Removes REF from local storage if it names a manifest list (podman/buildah).
+drop_list() {
+  local ref=$1
+  case "${ENGINE}" in
+    podman)
+      if engine manifest exists "${ref}" 2>/dev/null; then engine manifest rm "${ref}" >/dev/null; fi
+      ;;
+    buildah)
+      if buildah manifest inspect "${ref}" >/dev/null 2>&1; then buildah manifest rm "${ref}" >/dev/null; fi
+      ;;
+  esac
+}
+
+# Removes the name REF (list or image) so that a manifest list can take it.
+drop_name() {
+  local ref=$1
+  drop_list "${ref}"
+  case "${ENGINE}" in
+    podman)
+      if engine image exists "${ref}" 2>/dev/null; then engine untag "${ref}" "${ref}"; fi
+      ;;
+    buildah)
+      if buildah inspect --type image "${ref}" >/dev/null 2>&1; then buildah rmi "${ref}" >/dev/null; fi
+      ;;
+    docker) ;;
+  esac
+}
+
+# Builds one image for PLATFORM, tagged REF, from the staged binary.
+build_one() {
+  local platform=$1 ref=$2 triple ctx bin
+  triple=$(rust_target "${platform}")
+  bin="$(target_dir)/${triple}/release/hello-path-rs"
+  check_static "${bin}" "$(elf_machine "${platform}")"
+  # A context holding only the binary: nothing else is sent to a daemon or scanned, and the
+  # mode is 0755 whatever the umask, so that the unprivileged USER can execute it.
+  ctx="${WORKDIR}/$(platform_arch "${platform}")"
+  mkdir -p -- "${ctx}"
+  install -m 0755 -- "${bin}" "${ctx}/hello-path-rs"
+  local args=(
+    --platform "${platform}"
+    -f "${ROOT}/Containerfile.scratch"
+    --build-arg BINARY=hello-path-rs
+    --build-arg "VERSION=${VERSION}"
+    --build-arg "REVISION=${REVISION}"
+    --build-arg "SOURCE=${SOURCE}"
+    -t "${ref}"
+  )
+  if [[ -n "${EPOCH}" ]]; then
+    case "${ENGINE}" in
+      podman | buildah) args+=(--timestamp "${EPOCH}") ;;
+      docker) args+=(--build-arg "SOURCE_DATE_EPOCH=${EPOCH}") ;;
+    esac
+  fi
+  log "building ${ref} for ${platform}"
+  case "${ENGINE}" in
+    podman) engine build --layers=false "${args[@]}" "${ctx}" >&2 ;;
+    buildah) buildah bud --layers=false "${args[@]}" "${ctx}" >&2 ;;
+    docker) docker build "${args[@]}" "${ctx}" >&2 ;;
+  esac || die "${ENGINE} build of ${ref} for ${platform} failed"
+}
+
+build_list() {
+  local platform arch ref refs=()
+  for platform in ${PLATFORMS//,/ }; do
+    ref=$(arch_ref "${IMAGE_REF}" "$(platform_arch "${platform}")")
+    drop_list "${ref}"
+    build_one "${platform}" "${ref}"
+    refs+=("${ref}")
+  done
+  case "${ENGINE}" in
+    podman | buildah)
+      drop_name "${IMAGE_REF}"
+      local tool=(engine)
+      [[ "${ENGINE}" == buildah ]] && tool=(buildah)
+      "${tool[@]}" manifest create "${IMAGE_REF}" >/dev/null
+      for ref in "${refs[@]}"; do
+        "${tool[@]}" manifest add "${IMAGE_REF}" "containers-storage:${ref}" >/dev/null \
+          || die "cannot add ${ref} to the manifest list ${IMAGE_REF}"
+      done
+      log "manifest list ${IMAGE_REF}: ${refs[*]}"
+      ;;
+    docker)
+      log "docker keeps no manifest list locally: push ${refs[*]} and join them with"
+      log "  docker buildx imagetools create -t REGISTRY/hello-path-rs:TAG <pushed refs>"
+      log "(scripts/load-image.sh --registry REGISTRY does both)"
+      ;;
+  esac
+  local i=0
+  for platform in ${PLATFORMS//,/ }; do
+    report "${refs[i]}" "${platform}"
+    i=$((i + 1))
+  done
+}
+
+main() {
+  parse_args "$@"
+  pick_engine
+  trap cleanup EXIT
+  WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/build-image.XXXXXX")
+  VERSION=$(package_version)
+  REVISION=$(revision)
+  SOURCE=$(source_url)
+  EPOCH=$(source_date_epoch)
+  log "version ${VERSION}, revision ${REVISION}, platforms ${PLATFORMS}"
+
+  local platform
+  if [[ "${RUN_CARGO}" == true ]]; then
+    for platform in ${PLATFORMS//,/ }; do
+      cargo_build "$(rust_target "${platform}")"
+    done
+  fi
+
+  if [[ "${PLATFORMS}" == *,* ]]; then
+    build_list
+  else
+    drop_list "${IMAGE_REF}"
+    build_one "${PLATFORMS}" "${IMAGE_REF}"
+    report "${IMAGE_REF}" "${PLATFORMS}"
+  fi
+}
+
+main "$@"
