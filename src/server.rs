@@ -96,11 +96,16 @@ impl Listener {
         }
     }
 
+    /// Starts a new accept thread on the spare handle, once descriptors are free again.
+    ///
+    /// The headroom matters: tiny_http needs a second descriptor for every connection it
+    /// accepts and panics when it cannot get one (which ends the process, see main.rs), so
+    /// restarting while the table is still full would trade a recoverable `accept()` error
+    /// for an exit.
     fn restart(&mut self) {
         let started = self
-            .spare
-            .try_clone()
-            .map_err(|e| io_message(&e))
+            .headroom()
+            .and_then(|()| self.spare.try_clone().map_err(|e| io_message(&e)))
             .and_then(|s| tiny_http::Server::from_listener(s, None).map_err(|e| e.to_string()));
         match started {
             Ok(server) => {
@@ -114,13 +119,27 @@ impl Listener {
                 info!("the listener accepts connections again on {}", self.local);
             }
             Err(e) => {
-                warn!("cannot restart the listener yet: {e}");
+                if self.backoff == TICK {
+                    warn!("cannot restart the listener yet: {e}; retrying");
+                }
                 self.broken_since = Some(Instant::now());
                 self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
             }
         }
     }
+
+    /// Ok when `HEADROOM` descriptors can be opened now (they are closed again at once).
+    fn headroom(&self) -> Result<(), String> {
+        let mut held = Vec::with_capacity(HEADROOM);
+        for _ in 0..HEADROOM {
+            held.push(self.spare.try_clone().map_err(|e| io_message(&e))?);
+        }
+        Ok(())
+    }
 }
+
+/// Free descriptors required before the accept thread is started again.
+const HEADROOM: usize = 8;
 
 /// The service's state between requests.
 struct Service<'a> {

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -338,9 +338,5 @@ impl SecretVolume {
     /// Removes the payload the way a deleted key looks: `..data` points nowhere.
     pub fn break_link(&mut self) {
         std::fs::remove_file(self.dir.0.join("..data")).unwrap();
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.dir.0
     }
 }
