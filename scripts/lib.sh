@@ -590,6 +590,22 @@ probe_wait_seconds() {
 # every finished second is already on its output).
 probe_stop() { app_stop "$1" 3; }
 
+# scenario_main ARG... — the story every scenario script shares: options, a work directory,
+# then run_local (the binary built first) or run_kube (after the cluster check), both
+# defined by the script.
+scenario_main() {
+  parse_args "$@"
+  setup_workdir
+  if [[ "${MODE}" == local ]]; then
+    ensure_binary
+    print_local_settings
+    run_local
+  else
+    kube_preflight
+    run_kube
+  fi
+}
+
 # ---------------------------------------------------------------------------------------
 # KUBE mode. Every kubectl call goes through `kube`.
 

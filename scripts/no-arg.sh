@@ -107,17 +107,6 @@ run_kube() {
 }
 kube_snapshot_nonempty() { [[ -n "$(kube_snapshot)" ]]; }
 
-main() {
-  parse_args "$@"
-  setup_workdir
-  if [[ "${MODE}" == local ]]; then
-    ensure_binary
-    print_local_settings
-    run_local
-  else
-    kube_preflight
-    run_kube
-  fi
-}
+main() { scenario_main "$@"; }
 
 main "$@"
