@@ -7,7 +7,8 @@
 #
 # Usage: scripts/test.sh [--prepare] [--only STEP[,STEP...]]
 #   --prepare   install what the tests need (as root: apt-get, rustup), then exit
-#   --only      run only these steps: rust, shellcheck, manifests, image, multiarch, walkthrough
+#   --only      run only these steps: rust, shellcheck, manifests, image, multiarch,
+#               walkthrough, bench (a quick smoke run of scripts/bench.sh, no timing asserted)
 #
 # Missing prerequisites are installed when running as root; otherwise they are named and the
 # run fails. Environment:
@@ -17,8 +18,8 @@
 set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STEPS=(rust shellcheck manifests image multiarch walkthrough)
-APT_PACKAGES=(podman runc uidmap shellcheck qemu-user-static wrk hey)
+STEPS=(rust shellcheck manifests image multiarch walkthrough bench)
+APT_PACKAGES=(podman runc uidmap shellcheck qemu-user-static wrk iproute2)
 RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 
 log() { printf '\n== %s\n' "$*"; }
@@ -35,6 +36,8 @@ missing_commands() {
   command -v kubectl >/dev/null || missing+=(kubectl)
   command -v prlimit >/dev/null || missing+=(util-linux)
   command -v python3 >/dev/null || missing+=(python3)
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v ss >/dev/null || missing+=(iproute2)
   printf '%s\n' "${missing[@]}"
 }
 
@@ -90,6 +93,7 @@ step_manifests() { bash "$ROOT/tests/manifests.sh"; }
 step_image() { bash "$ROOT/tests/image.sh"; }
 step_multiarch() { bash "$ROOT/tests/multiarch.sh"; }
 step_walkthrough() { bash "$ROOT/tests/walkthrough.sh"; }
+step_bench() { bash "$ROOT/tests/bench-smoke.sh"; }
 
 main() {
   local only="" do_prepare=0

@@ -1,0 +1,3 @@
+module hello-path-rs/bench/peer-go
+
+go 1.19
