@@ -87,7 +87,7 @@ fn main() -> ExitCode {
                     eprintln!("hello-path-rs: error: {e}");
                     eprintln!("Try 'hello-path-rs --help' for more information.");
                 }
-                _ => error!("hello-path-rs: error: {e}"),
+                _ => eprintln!("hello-path-rs: error: {e}"),
             }
             ExitCode::from(e.exit_code())
         }
@@ -142,7 +142,7 @@ fn init_logging() {
 fn exit_on_panic() {
     std::panic::set_hook(Box::new(|info| {
         let what = info.to_string().replace('\n', " ");
-        error!("hello-path-rs: error: internal failure, exiting: {what}");
+        eprintln!("hello-path-rs: error: internal failure, exiting: {what}");
         std::process::exit(1);
     }));
 }

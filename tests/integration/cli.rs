@@ -191,13 +191,19 @@ fn an_unreadable_secret_file_fails_fast_naming_it() {
     let path = dir.0.join("nope").to_string_lossy().into_owned();
     let (p, code) = run(&["--mysecret-file", &path], &[]);
     assert_eq!(code, 1);
-    let line = format!("cannot read {path}: no such file or directory");
-    assert_eq!(
-        p.stdout().iter().filter(|l| l.contains(&line)).count(),
-        1,
-        "{:?}",
-        p.stdout()
+    runtime_error(
+        &p,
+        &format!("cannot read {path}: no such file or directory"),
     );
+}
+
+/// Runtime errors: exactly one line on stderr, `hello-path-rs: error: ...`, nothing else.
+fn runtime_error(p: &Proc, what: &str) {
+    let expected = vec![format!("hello-path-rs: error: {what}")];
+    if p.stderr() != expected {
+        p.fail(&format!("expected exactly {expected:?} on stderr"));
+    }
+    assert_eq!(p.count_log(what), 0, "the error is also in the log");
 }
 
 #[test]
@@ -210,12 +216,7 @@ fn an_oversize_secret_file_is_an_error_not_a_credential() {
     let path = path.to_string_lossy().into_owned();
     let (p, code) = run(&["--mysecret-file", &path], &[]);
     assert_eq!(code, 1);
-    assert_eq!(
-        p.count_log(&format!("cannot use {path}: larger than 4096 bytes")),
-        1,
-        "{:?}",
-        p.stdout()
-    );
+    runtime_error(&p, &format!("cannot use {path}: larger than 4096 bytes"));
 }
 
 #[test]
@@ -226,8 +227,10 @@ fn a_port_in_use_exits_1_naming_the_address() {
         &[],
     );
     assert_eq!(code, 1);
-    let needle = format!("cannot listen on {addr}: address already in use");
-    assert_eq!(p.count_log(&needle), 1, "{:?}", p.stdout());
+    runtime_error(
+        &p,
+        &format!("cannot listen on {addr}: address already in use"),
+    );
 }
 
 #[test]
