@@ -1106,7 +1106,7 @@ def secret_write(d, key, value):
 
 
 def cmd_secret_init(d, key, value):
-    """A Secret volume as the kubelet lays it out (as tests/lib/kubelet-secret.sh does)."""
+    """A Secret volume as the kubelet lays it out (as scripts/kubelet-secret.sh does)."""
     os.makedirs(d, 0o755, exist_ok=True)
     name = secret_write(d, key, value)
     os.symlink(name, os.path.join(d, "..data"))

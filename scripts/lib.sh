@@ -517,51 +517,10 @@ http_get() {
     cat <&3' _ "$1" "$2" 2>/dev/null
 }
 
-# A Secret volume, as the kubelet's AtomicWriter lays it out and updates it:
-#   DIR/..2026_11_28_23_00_00.123456789/KEY   the data (0644, no trailing newline)
-#   DIR/..data -> ..2026_11_28_23_00_00.123456789
-#   DIR/KEY    -> ..data/KEY                  (never changes)
-# An update writes a new timestamped directory, points a new ..data_tmp symlink at it,
-# renames ..data_tmp over ..data (rename(2): the atomic step) and removes the old directory.
-_secret_stamp() {
-  local dir=$1 stamp
-  while :; do
-    stamp="..$(date -u +%Y_%m_%d_%H_%M_%S.%N)"
-    [[ -e "${dir}/${stamp}" ]] || break
-  done
-  printf '%s\n' "${stamp}"
-}
-_secret_write() {
-  mkdir -m 0755 -- "$1/$2"
-  printf '%s' "$4" >"$1/$2/$3"
-  chmod 0644 -- "$1/$2/$3"
-}
-# secret_dir_init DIR KEY VALUE
-secret_dir_init() {
-  local dir=$1 key=$2 value=$3 stamp
-  mkdir -p -- "${dir}"
-  stamp=$(_secret_stamp "${dir}")
-  _secret_write "${dir}" "${stamp}" "${key}" "${value}"
-  ln -s -- "${stamp}" "${dir}/..data"
-  ln -s -- "..data/${key}" "${dir}/${key}"
-}
-# secret_dir_update DIR KEY VALUE
-secret_dir_update() {
-  local dir=$1 key=$2 value=$3 old stamp
-  old=$(readlink -- "${dir}/..data") || die "${dir} is not a kubelet-style Secret directory"
-  stamp=$(_secret_stamp "${dir}")
-  _secret_write "${dir}" "${stamp}" "${key}" "${value}"
-  rm -f -- "${dir}/..data_tmp"
-  ln -s -- "${stamp}" "${dir}/..data_tmp"
-  if mv -T -- "${dir}/..data_tmp" "${dir}/..data" 2>/dev/null; then
-    :
-  else
-    # No GNU mv -T: rename(2) through python3 (plain mv would move INTO the old directory).
-    python3 -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2])' \
-      "${dir}/..data_tmp" "${dir}/..data"
-  fi
-  rm -rf -- "${dir:?}/${old}"
-}
+# A Secret volume, as the kubelet's AtomicWriter lays it out and updates it
+# (secret_dir_init, secret_dir_update).
+# shellcheck source=scripts/kubelet-secret.sh
+source "${LIB_DIR}/kubelet-secret.sh"
 
 # probe_start_local NAME PORT [PATH] — runs `hello-path-rs probe` against 127.0.0.1:PORT in
 # the background (for at most 10 minutes; probe_stop ends it). Sets PROBE_PID, PROBE_OUT,

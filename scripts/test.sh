@@ -83,7 +83,7 @@ step_rust() {
 
 step_shellcheck() {
   local -a files
-  mapfile -t files < <(cd "$ROOT" && git ls-files -co --exclude-standard 'scripts/*' 'tests/*.sh' 'tests/lib/*.sh' '.ci/*' |
+  mapfile -t files < <(cd "$ROOT" && git ls-files -co --exclude-standard 'scripts/*' 'tests/*.sh' '.ci/*' |
     while read -r f; do head -n1 "$f" | grep -qE '^#!.*(ba)?sh' && echo "$f"; done)
   (cd "$ROOT" && shellcheck -x "${files[@]}")
   echo "shellcheck: ${#files[@]} scripts clean"

@@ -28,8 +28,8 @@ set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
-# shellcheck source=tests/lib/kubelet-secret.sh
-. "${ROOT}/tests/lib/kubelet-secret.sh"
+# shellcheck source=scripts/kubelet-secret.sh
+. "${ROOT}/scripts/kubelet-secret.sh"
 
 IMAGE_REF=${IMAGE:-localhost/hello-path-rs:0.1.0}
 ENGINE=${CONTAINER_ENGINE:-podman}

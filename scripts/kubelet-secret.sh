@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # kubelet-secret.sh — lay out and update a directory exactly as the kubelet does for a
-# Secret volume (its "atomic writer"), so that tests see what a pod sees.
+# Secret volume (its "atomic writer"), so that the local scenarios and the tests see what a pod sees.
 #
-# Source it, then:
+# Sourced by scripts/lib.sh (the local scenarios) and tests/image.sh; then:
 #   secret_dir_init DIR KEY VALUE     DIR/..<timestamp>/KEY holds VALUE (no newline),
 #                                     DIR/..data -> ..<timestamp>, DIR/KEY -> ..data/KEY
 #   secret_dir_update DIR KEY VALUE   write a new ..<timestamp>/ directory, point a new
@@ -55,7 +55,11 @@ secret_dir_update() {
   _secret_dir_write "${dir}" "${stamp}" "${key}" "${value}" || return 1
   rm -f -- "${dir}/..data_tmp"
   ln -s -- "${stamp}" "${dir}/..data_tmp" || return 1
-  mv -T -- "${dir}/..data_tmp" "${dir}/..data" || return 1
+  if ! mv -T -- "${dir}/..data_tmp" "${dir}/..data" 2>/dev/null; then
+    # No GNU mv -T: rename(2) through python3 (plain mv would move INTO the old directory).
+    python3 -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2])' \
+      "${dir}/..data_tmp" "${dir}/..data" || return 1
+  fi
   [[ -L "${dir}/${key}" ]] || ln -s -- "..data/${key}" "${dir}/${key}"
   rm -rf -- "${dir:?}/${old}"
 }
