@@ -48,6 +48,8 @@ RUN_CARGO=true
 EPOCH=""
 WORKDIR=""
 ENGINE_GLOBAL=()
+# shellcheck source=scripts/engine.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/engine.sh"
 
 usage() {
   sed -n '2,/^[^#]/{/^[^#]/d;/^# shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
@@ -142,25 +144,7 @@ platform_arch() {
   echo "${rest%%/*}"
 }
 
-pick_engine() {
-  if [[ -n "${ENGINE}" ]]; then
-    command -v "${ENGINE}" >/dev/null 2>&1 || die "container engine '${ENGINE}' not found on PATH"
-  else
-    local e
-    for e in podman buildah docker; do
-      if command -v "${e}" >/dev/null 2>&1; then ENGINE=${e}; break; fi
-    done
-    [[ -n "${ENGINE}" ]] || die "no container engine found: install podman (or buildah, or docker)"
-  fi
-  if [[ "${ENGINE}" == podman && -n "${PODMAN_GLOBAL_FLAGS:-}" ]]; then
-    read -r -a ENGINE_GLOBAL <<<"${PODMAN_GLOBAL_FLAGS}"
-  fi
-  log "engine: ${ENGINE}${ENGINE_GLOBAL[*]:+ ${ENGINE_GLOBAL[*]}}"
-}
 
-engine() {
-  "${ENGINE}" "${ENGINE_GLOBAL[@]}" "$@"
-}
 
 # Version from Cargo.toml's [package] section.
 package_version() {
@@ -381,6 +365,7 @@ build_list() {
 main() {
   parse_args "$@"
   pick_engine
+  log "engine: ${ENGINE}${ENGINE_GLOBAL[*]:+ ${ENGINE_GLOBAL[*]}}"
   trap cleanup EXIT
   WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/build-image.XXXXXX")
   VERSION=$(package_version)

@@ -54,6 +54,8 @@ CLUSTER_TYPE=""
 CLUSTER=""
 WORKDIR=""
 ENGINE_GLOBAL=()
+# shellcheck source=scripts/engine.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/engine.sh"
 PUSH_ARGS=()
 KUBECTL_CMD=()
 # Filled by node_facts: first node's architecture, provider ID, kubelet version, minikube
@@ -128,24 +130,7 @@ parse_args() {
   if [[ -n "${PUSH_FLAGS:-}" ]]; then read -r -a PUSH_ARGS <<<"${PUSH_FLAGS}"; fi
 }
 
-pick_engine() {
-  if [[ -n "${ENGINE}" ]]; then
-    command -v "${ENGINE}" >/dev/null 2>&1 || die "container engine '${ENGINE}' not found on PATH"
-  else
-    local e
-    for e in podman buildah docker; do
-      if command -v "${e}" >/dev/null 2>&1; then ENGINE=${e}; break; fi
-    done
-    [[ -n "${ENGINE}" ]] || die "no container engine found: install podman (or buildah, or docker)"
-  fi
-  if [[ "${ENGINE}" == podman && -n "${PODMAN_GLOBAL_FLAGS:-}" ]]; then
-    read -r -a ENGINE_GLOBAL <<<"${PODMAN_GLOBAL_FLAGS}"
-  fi
-}
 
-engine() {
-  "${ENGINE}" "${ENGINE_GLOBAL[@]}" "$@"
-}
 
 # kubectl, bounded twice: the API call by --request-timeout, a stuck credential plugin or
 # proxy by timeout(1).
