@@ -231,18 +231,10 @@ fn an_unreadable_file_is_rejected_and_the_service_stays_up() {
 #[test]
 fn sighup_reloads_at_once() {
     let mut v = SecretVolume::new("mysecret", "4321");
-    let path = v.path();
-    let (mut p, addr) = Proc::serve(
-        &[
-            "--reload",
-            "--mysecret-file",
-            &path,
-            "--watch-interval",
-            "1h",
-            "--expected-secret",
-            "4321,5678",
-        ],
-        &[],
+    // the last --watch-interval wins: only SIGHUP can pick the change up
+    let (mut p, addr) = serve_volume(
+        &v,
+        &["--watch-interval", "1h", "--expected-secret", "4321,5678"],
     );
     v.update("5678");
     thread::sleep(Duration::from_millis(300));
@@ -264,18 +256,9 @@ fn sighup_reloads_at_once() {
 #[test]
 fn post_reload_reports_the_outcome() {
     let mut v = SecretVolume::new("mysecret", "4321");
-    let path = v.path();
-    let (_p, addr) = Proc::serve(
-        &[
-            "--reload",
-            "--mysecret-file",
-            &path,
-            "--watch-interval",
-            "1h",
-            "--expected-secret",
-            "4321,5678",
-        ],
-        &[],
+    let (_p, addr) = serve_volume(
+        &v,
+        &["--watch-interval", "1h", "--expected-secret", "4321,5678"],
     );
     v.update("5678");
     let a = request(addr, "POST", "/-/reload");

@@ -13,16 +13,7 @@ use crate::util::*;
 fn descriptor_exhaustion_recovers_once_connections_close() {
     // A hard limit of 48 descriptors: the start-up raise of the soft limit cannot go past it.
     for round in 0..3 {
-        let mut cmd = Command::new("prlimit");
-        cmd.args(["--nofile=48:48", "--", BIN]);
-        let args = [
-            "--listen-addr",
-            "127.0.0.1:0",
-            "--mysecret",
-            "4321",
-            "--log-requests=false",
-        ];
-        let mut p = Proc::spawn_cmd(cmd, &args, &[]);
+        let mut p = with_nofile(48);
         let addr = p.wait_addr();
         assert_eq!(get(addr, "/test").status, 200);
         // Idle connections hold descriptors (two each in tiny_http) until the table is full;
@@ -54,16 +45,7 @@ fn descriptor_exhaustion_recovers_once_connections_close() {
 /// thread is down is answered once descriptors are free again.
 #[test]
 fn an_accept_error_restarts_the_listener_without_losing_the_backlog() {
-    let mut cmd = Command::new("prlimit");
-    cmd.args(["--nofile=40:40", "--", BIN]);
-    let args = [
-        "--listen-addr",
-        "127.0.0.1:0",
-        "--mysecret",
-        "4321",
-        "--log-requests=false",
-    ];
-    let mut p = Proc::spawn_cmd(cmd, &args, &[]);
+    let mut p = with_nofile(40);
     let addr = p.wait_addr();
     let mut flood = Vec::new();
     while p.count_log("the listener stopped accepting connections") == 0 {
@@ -232,4 +214,19 @@ fn the_soft_descriptor_limit_is_raised_to_the_hard_limit() {
         .unwrap();
     let fields: Vec<&str> = line.split_whitespace().collect();
     assert_eq!((fields[3], fields[4]), ("4096", "4096"), "{line}");
+}
+
+/// A quiet server started under `prlimit --nofile=N:N` (the start-up raise of the soft limit
+/// cannot go past that hard limit).
+fn with_nofile(n: u32) -> Proc {
+    let mut cmd = Command::new("prlimit");
+    cmd.args([format!("--nofile={n}:{n}").as_str(), "--", BIN]);
+    let args = [
+        "--listen-addr",
+        "127.0.0.1:0",
+        "--mysecret",
+        "4321",
+        "--log-requests=false",
+    ];
+    Proc::spawn_cmd(cmd, &args, &[])
 }
