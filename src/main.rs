@@ -122,7 +122,8 @@ fn run() -> Result<(), Error> {
     };
     let listener = server::bind(config.listen_addr)?;
     info!("Web service accessible at {}", listener.local_addr());
-    server::serve(&config, &remote, credential, listener, &signals, start_unix)
+    server::serve(&config, &remote, credential, listener, &signals, start_unix);
+    Ok(())
 }
 
 fn init_logging() {

@@ -148,7 +148,7 @@ struct Service<'a> {
     config: &'a Config,
     remote: &'a Remote,
     credential: Credential,
-    hostname: String,
+    headers: Headers,
     start_unix: Duration,
     requests: u64,
     ready: bool,
@@ -162,13 +162,13 @@ pub(crate) fn serve(
     mut listener: Listener,
     signals: &Signals,
     start_unix: Duration,
-) -> Result<(), Error> {
+) {
     let watching = config.mode == Mode::Reload && config.source.can_change();
     let mut svc = Service {
         config,
         remote,
         credential,
-        hostname: hostname(),
+        headers: Headers::new(&hostname()),
         start_unix,
         requests: 0,
         ready: true,
@@ -187,7 +187,7 @@ pub(crate) fn serve(
         }
         if stop_at.is_some_and(|t| now >= t) {
             info!("Web service stopped.");
-            return Ok(());
+            return;
         }
         if signals.take_hup() {
             match config.mode {
@@ -275,10 +275,10 @@ impl Service<'_> {
             routes::route(&method, rq.url(), &view)
         };
         let (reply, content_type) = match route {
-            Route::Reply(r) => (r, routes::TEXT),
+            Route::Reply(r) => (r, &self.headers.text),
             Route::Reload => (
                 routes::reload_reply(&self.check(Trigger::Explicit)),
-                routes::TEXT,
+                &self.headers.text,
             ),
             Route::Metrics => {
                 let c = &self.credential;
@@ -298,28 +298,46 @@ impl Service<'_> {
                         body,
                         allow: None,
                     },
-                    metrics::CONTENT_TYPE,
+                    &self.headers.metrics,
                 )
             }
         };
-        // A client that went away is its own problem: the loop goes on.
-        let _ = rq.respond(self.response(reply, content_type));
-    }
-
-    fn response(&self, reply: Reply, content_type: &str) -> Response<io::Cursor<Vec<u8>>> {
-        let mut r = Response::from_data(reply.body.into_bytes()).with_status_code(reply.status);
-        let mut add = |name: &str, value: &str| {
-            if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-                r.add_header(h);
-            }
-        };
-        add("Content-Type", content_type);
-        add("X-Served-By", &self.hostname);
-        if let Some(allow) = reply.allow {
-            add("Allow", allow);
+        let mut response =
+            Response::from_data(reply.body.into_bytes()).with_status_code(reply.status);
+        response.add_header(content_type.clone());
+        if let Some(served_by) = &self.headers.served_by {
+            response.add_header(served_by.clone());
         }
-        r
+        if let Some(allow) = reply.allow.and_then(|v| header("Allow", v)) {
+            response.add_header(allow);
+        }
+        // A client that went away is its own problem: the loop goes on.
+        let _ = rq.respond(response);
     }
+}
+
+/// The response headers every request needs, parsed once at start.
+struct Headers {
+    text: Header,
+    metrics: Header,
+    /// `X-Served-By: <hostname>`; `None` only for a host name that is no valid header value.
+    served_by: Option<Header>,
+}
+
+impl Headers {
+    fn new(hostname: &str) -> Headers {
+        // Both content types are constants that parse: see the test below.
+        let content_type = |v| header("Content-Type", v).expect("a valid Content-Type");
+        Headers {
+            text: content_type(routes::TEXT),
+            metrics: content_type(metrics::CONTENT_TYPE),
+            served_by: header("X-Served-By", hostname),
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> Option<Header> {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
 }
 
 /// The host name (the pod name in Kubernetes), read once at start.
@@ -331,4 +349,17 @@ fn hostname() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .filter(|s| s.is_ascii() && !s.is_empty())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fixed_headers_parse() {
+        let h = Headers::new("hello-path-7d9f-abcde");
+        assert_eq!(h.text.value.as_str(), routes::TEXT);
+        assert_eq!(h.metrics.value.as_str(), metrics::CONTENT_TYPE);
+        assert_eq!(h.served_by.unwrap().value.as_str(), "hello-path-7d9f-abcde");
+    }
 }
