@@ -62,6 +62,7 @@ readonly LIB_DIR REPO_ROOT SCRIPT_NAME
 
 readonly DEFAULT_IMAGE=localhost/hello-path-rs:0.1.0
 readonly APP_LABEL=app.kubernetes.io/name=hello-path-rs
+readonly FATAL_LINE='FATAL: connection to remote service failed. Check mysecret parameter.'
 readonly TIMELINE_LEGEND="█ every request ok · ▄ some failed · ▁ all failed · | the change"
 
 # Options (parse_args).
@@ -548,6 +549,38 @@ probe_wait_seconds() {
 # probe_stop PID — ends a local probe (it has no signal handler: SIGTERM ends it at once;
 # every finished second is already on its output).
 probe_stop() { app_stop "$1" 3; }
+
+# local_start_crashing NAME PORT SECRET [ARG...] — starts the process with MYSECRET=SECRET
+#   (a bad value); returns 0 when it exits 1 with the FATAL line, as the article's pod does.
+local_start_crashing() {
+  local name=$1 port=$2 secret=$3
+  shift 3
+  app_start "${name}" "${port}" MYSECRET="${secret}" -- "$@"
+  local pid=${APP_PID} logf=${APP_LOG}
+  app_wait_exit "${pid}" 10 && [[ "${APP_EXIT}" == 1 ]] && grep -qF "${FATAL_LINE}" "${logf}" ||
+    return 1
+  log "   PID ${pid} exited 1: $(grep -F FATAL "${logf}" | sed 's/.*\] //')"
+}
+
+# local_start_fixed NAME PORT T1 T2 [ARG...] — the last step of redeploy and restart: starts
+#   the process with the fixed Secret (MYSECRET=4321), waits until it serves, lets the probe
+#   report 2 more seconds and stops it. Sets FIXED_PID, FIXED_BACK (true/false), T_READY
+#   (ms) and, from the probe, FAILED, TOTAL and TIMELINE (T1, T2: the two changes).
+local_start_fixed() {
+  local name=$1 port=$2 t1=$3 t2=$4
+  shift 4
+  app_start "${name}" "${port}" MYSECRET=4321 -- "$@"
+  FIXED_PID=${APP_PID}
+  FIXED_BACK=false
+  if app_wait_ready "${FIXED_PID}" "${APP_LOG}" 10; then
+    FIXED_BACK=true
+  fi
+  T_READY=$(now_ms)
+  probe_wait_seconds "${PROBE_OUT}" 2 || true
+  probe_stop "${PROBE_PID}"
+  read -r FAILED TOTAL _ < <(probe_counts "${PROBE_OUT}")
+  TIMELINE=$(probe_timeline "${PROBE_OUT}" "${PROBE_T0}" "${t1}" "${t2}")
+}
 
 # scenario_main ARG... — the story every scenario script shares: options, a work directory,
 # then run_local (the binary built first) or run_kube (after the cluster check), both

@@ -27,8 +27,6 @@ set -o errexit -o nounset -o pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
-readonly FATAL_LINE='FATAL: connection to remote service failed. Check mysecret parameter.'
-
 run_local() {
   local port
   port=$(free_port)

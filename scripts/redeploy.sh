@@ -34,8 +34,6 @@ set -o errexit -o nounset -o pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
-readonly FATAL_LINE='FATAL: connection to remote service failed. Check mysecret parameter.'
-
 run_local() {
   local port
   port=$(free_port)
@@ -47,34 +45,20 @@ run_local() {
   probe_wait_seconds "${PROBE_OUT}" 2 || true
 
   log "1. the Secret becomes 1234 (a bad value) and the app is redeployed: delete, then apply"
-  local t1 t2 t_ready
+  local t1 t2
   t1=$(now_ms)
   app_stop "${pid1}"
-  app_start v2 "${port}" MYSECRET=1234 --
-  local pid2=${APP_PID} log2=${APP_LOG} crashed=false
-  if app_wait_exit "${pid2}" 10 && [[ "${APP_EXIT}" == 1 ]] && grep -qF "${FATAL_LINE}" "${log2}"; then
-    crashed=true
-    log "   PID ${pid2} exited 1: $(grep -F FATAL "${log2}" | sed 's/.*\] //')"
-  fi
+  local crashed=false
+  local_start_crashing v2 "${port}" 1234 && crashed=true
   probe_wait_seconds "${PROBE_OUT}" 2 || true
 
   log "2. the Secret is fixed (4321) and the app is redeployed again"
   t2=$(now_ms)
-  app_start v3 "${port}" MYSECRET=4321 --
-  local pid3=${APP_PID} back=false
-  if app_wait_ready "${pid3}" "${APP_LOG}" 10; then
-    back=true
-  fi
-  t_ready=$(now_ms)
-  probe_wait_seconds "${PROBE_OUT}" 2 || true
-  probe_stop "${PROBE_PID}"
-
-  local failed total timeline seconds verdict=ok note
-  read -r failed total _ < <(probe_counts "${PROBE_OUT}")
-  timeline=$(probe_timeline "${PROBE_OUT}" "${PROBE_T0}" "${t1}" "${t2}")
-  seconds=$(fmt_secs $((t_ready - t2)))
-  note="delete+apply: the bad Secret took everything down (the new process crashed, no old one left), down $(fmt_secs $((t_ready - t1)))s until the fixed redeploy served"
-  if [[ "${back}" != true ]]; then
+  local_start_fixed v3 "${port}" "${t1}" "${t2}"
+  local failed=${FAILED} total=${TOTAL} timeline=${TIMELINE} verdict=ok note seconds
+  seconds=$(fmt_secs $((T_READY - t2)))
+  note="delete+apply: the bad Secret took everything down (the new process crashed, no old one left), down $(fmt_secs $((T_READY - t1)))s until the fixed redeploy served"
+  if [[ "${FIXED_BACK}" != true ]]; then
     verdict=unexpected
     seconds=never
     note="the fixed redeploy did not serve"
@@ -85,7 +69,7 @@ run_local() {
     verdict=unexpected
     note="no failed request measured during the redeploys"
   fi
-  result redeploy "${failed}" "${total}" "${seconds}" 2 "${pid3}" "${verdict}" "${timeline}" "${note}"
+  result redeploy "${failed}" "${total}" "${seconds}" 2 "${FIXED_PID}" "${verdict}" "${timeline}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 

@@ -38,7 +38,6 @@ set -o errexit -o nounset -o pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
-readonly FATAL_LINE='FATAL: connection to remote service failed. Check mysecret parameter.'
 STALL_SECONDS=${STALL_SECONDS:-30}
 
 _readyz_503() { http_get "$1" /readyz | awk 'NR == 1' | has ' 503'; }
@@ -55,7 +54,7 @@ run_local() {
   probe_wait_seconds "${PROBE_OUT}" 2 || true
 
   log "1. the Secret becomes 9999 (a bad value) and the app is restarted: stop (SIGTERM), start"
-  local t1 t2 t_ready drained=false
+  local t1 t2 drained=false
   t1=$(now_ms)
   kill -TERM "${pid1}"
   if wait_for "/readyz to answer 503 while /test is still served (draining)" 3 0.02 _readyz_503 "${port}" &&
@@ -64,30 +63,20 @@ run_local() {
   fi
   app_wait_exit "${pid1}" 10 || die "PID ${pid1} did not exit after SIGTERM"
   log "   PID ${pid1} exited ${APP_EXIT} after draining"
-  app_start v2 "${port}" MYSECRET=9999 -- --shutdown-delay "${SHUTDOWN_DELAY}"
-  local pid2=${APP_PID} log2=${APP_LOG} crashed=false
-  if app_wait_exit "${pid2}" 10 && [[ "${APP_EXIT}" == 1 ]] && grep -qF "${FATAL_LINE}" "${log2}"; then
+  local crashed=false
+  if local_start_crashing v2 "${port}" 9999 --shutdown-delay "${SHUTDOWN_DELAY}"; then
     crashed=true
-    log "   PID ${pid2} exited 1: $(grep -F FATAL "${log2}" | sed 's/.*\] //')"
     log "   one process, no second replica: nothing serves now (a cluster's rollout would stall and keep the old pods)"
   fi
   probe_wait_seconds "${PROBE_OUT}" 2 || true
 
   log "2. the Secret is fixed (4321) and the app is restarted again"
   t2=$(now_ms)
-  app_start v3 "${port}" MYSECRET=4321 -- --shutdown-delay "${SHUTDOWN_DELAY}"
-  local pid3=${APP_PID} back=false
-  app_wait_ready "${pid3}" "${APP_LOG}" 10 && back=true
-  t_ready=$(now_ms)
-  probe_wait_seconds "${PROBE_OUT}" 2 || true
-  probe_stop "${PROBE_PID}"
-
-  local failed total timeline seconds verdict=ok note
-  read -r failed total _ < <(probe_counts "${PROBE_OUT}")
-  timeline=$(probe_timeline "${PROBE_OUT}" "${PROBE_T0}" "${t1}" "${t2}")
-  seconds=$(fmt_secs $((t_ready - t2)))
+  local_start_fixed v3 "${port}" "${t1}" "${t2}" --shutdown-delay "${SHUTDOWN_DELAY}"
+  local failed=${FAILED} total=${TOTAL} timeline=${TIMELINE} verdict=ok note seconds
+  seconds=$(fmt_secs $((T_READY - t2)))
   note="restart = stop+start locally (no rolling update without a cluster): drained ${SHUTDOWN_DELAY}, then the bad Secret crashed the one process, down until the fixed restart"
-  if [[ "${back}" != true ]]; then
+  if [[ "${FIXED_BACK}" != true ]]; then
     verdict=unexpected
     seconds=never
     note="the fixed restart did not serve"
@@ -101,7 +90,7 @@ run_local() {
     verdict=unexpected
     note="no failed request measured although one process was stopped and started"
   fi
-  result restart "${failed}" "${total}" "${seconds}" 2 "${pid3}" "${verdict}" "${timeline}" "${note}"
+  result restart "${failed}" "${total}" "${seconds}" 2 "${FIXED_PID}" "${verdict}" "${timeline}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
