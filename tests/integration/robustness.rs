@@ -73,6 +73,7 @@ fn an_accept_error_restarts_the_listener_without_losing_the_backlog() {
 fn a_burst_of_keep_alive_connections_is_answered() {
     use std::io::{Read, Write};
     let (_p, addr) = Proc::serve(&["--mysecret", "4321", "--log-requests=false"], &[]);
+    let mut held = Vec::new();
     for round in 0..3 {
         let mut conns: Vec<TcpStream> =
             (0..30).map(|_| TcpStream::connect(addr).unwrap()).collect();
@@ -92,7 +93,7 @@ fn a_burst_of_keep_alive_connections_is_answered() {
             );
         }
         // the connections stay open (keep-alive) while the next burst arrives
-        std::mem::forget(conns);
+        held.push(conns);
     }
 }
 
