@@ -157,3 +157,95 @@ fn keep_alive_connections_are_served_in_turn() {
         );
     }
 }
+
+/// What tiny_http patch 4 (one buffer per response, a per-second Date, header lines read
+/// with `read_until`) must keep: the exact framing, pipelining, lines split across reads.
+#[test]
+fn the_response_framing_is_exact() {
+    let (_p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    let text = raw(
+        addr,
+        b"GET /frame HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, "hello from /frame\n");
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    assert_eq!(lines[0], "HTTP/1.1 200 OK", "{text:?}");
+    let names: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split_once(": ").expect(l).0)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Server",
+            "Date",
+            "Content-Type",
+            "X-Served-By",
+            "Content-Length"
+        ],
+        "{text:?}"
+    );
+    assert!(lines.contains(&"Content-Length: 18"), "{text:?}");
+    // IMF-fixdate, e.g. "Sun, 29 Nov 2026 00:35:12 GMT"
+    let date = lines[2].strip_prefix("Date: ").unwrap();
+    let shape: String = date
+        .chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                '9'
+            } else if c.is_ascii_alphabetic() {
+                'a'
+            } else {
+                c
+            }
+        })
+        .collect();
+    assert_eq!(shape, "aaa, 99 aaa 9999 99:99:99 aaa", "{date:?}");
+    assert!(date.ends_with(" GMT"), "{date:?}");
+}
+
+#[test]
+fn the_date_header_follows_the_clock() {
+    let (_p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    let first = get(addr, "/d").header("Date").unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = get(addr, "/d").header("Date").unwrap().to_string();
+    assert_ne!(first, second, "the Date header did not move in 1.1 s");
+}
+
+#[test]
+fn pipelined_and_fragmented_requests_are_answered_in_order() {
+    use std::io::{Read, Write};
+    let (_p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    // two requests in one write, then a third cut inside its lines and between CR and LF,
+    // with a bare LF inside a header line (only CRLF ends a line)
+    s.write_all(b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /p2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    for piece in [
+        &b"GET /p"[..],
+        b"3 HTTP/1.1\r",
+        b"\nHo",
+        b"st: x\r\nX-Bare: a\nb\r\nConnection: close\r\n\r",
+        b"\n",
+    ] {
+        s.write_all(piece).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let answers: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{text:?}");
+    assert!(answers[0].ends_with("\r\n\r\nhello from /p1\n"), "{text:?}");
+    assert!(answers[1].contains("Content-Length: 15\r\n"), "{text:?}");
+    assert!(
+        answers[1].ends_with("\r\n\r\n"),
+        "HEAD got a body: {text:?}"
+    );
+    assert!(answers[2].ends_with("\r\n\r\nhello from /p3\n"), "{text:?}");
+}

@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -77,27 +77,23 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
+    // hello-path-rs patch 4: the line was read a byte at a time into a Vec that grew from
+    // empty (about four allocations per line); it is now read with `read_until` from the
+    // buffered reader into a Vec sized for a typical line. Same result: a bare LF does not
+    // end the line, EOF before CRLF is an error.
     fn read_next_line(&mut self) -> IoResult<AsciiString> {
-        let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
+        let reader = self.next_header_source.turn();
+        let mut buf = Vec::with_capacity(128);
 
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
+            if reader.read_until(b'\n', &mut buf)? == 0 {
+                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
+            }
+            if buf.ends_with(b"\r\n") {
+                buf.truncate(buf.len() - 2); // removing the CRLF
                 return AsciiString::from_ascii(buf)
                     .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
         }
     }
 
@@ -116,7 +112,7 @@ impl ClientConnection {
 
             // getting all headers
             let headers = {
-                let mut headers = Vec::new();
+                let mut headers = Vec::with_capacity(8);
                 loop {
                     let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
 

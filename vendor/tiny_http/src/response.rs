@@ -70,43 +70,40 @@ impl FromStr for TransferEncoding {
     }
 }
 
-/// Builds a Date: header with the current date.
-fn build_date_header() -> Header {
-    let d = HttpDate::from(SystemTime::now());
-    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
+// hello-path-rs patch 4: the Date header's value is formatted once per second per thread
+// (it was formatted and allocated for every response), and the status line and headers
+// are assembled in one buffer (they were ~30 small writes, each through the connection's
+// mutex), sent together with a small known-length body in a single write.
+
+/// Responses whose known-length body is at most this many bytes go out in one write.
+const ONE_WRITE_BODY: usize = 16 * 1024;
+
+thread_local! {
+    /// (seconds since the epoch, `Date` value for that second)
+    static DATE: std::cell::RefCell<(u64, String)> = std::cell::RefCell::new((u64::MAX, String::new()));
 }
 
-fn write_message_header<W>(
-    mut writer: W,
-    http_version: &HTTPVersion,
-    status_code: &StatusCode,
-    headers: &[Header],
-) -> IoResult<()>
-where
-    W: Write,
-{
-    // writing status line
-    write!(
-        &mut writer,
-        "HTTP/{}.{} {} {}\r\n",
-        http_version.0,
-        http_version.1,
-        status_code.0,
-        status_code.default_reason_phrase()
-    )?;
+/// Appends the current date in the `Date` header's format (RFC 7231 IMF-fixdate).
+fn push_date(buf: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            *cached = (secs, HttpDate::from(now).to_string());
+        }
+        buf.extend_from_slice(cached.1.as_bytes());
+    });
+}
 
-    // writing headers
-    for header in headers.iter() {
-        writer.write_all(header.field.as_str().as_ref())?;
-        write!(&mut writer, ": ")?;
-        writer.write_all(header.value.as_str().as_ref())?;
-        write!(&mut writer, "\r\n")?;
-    }
-
-    // separator between header and data
-    write!(&mut writer, "\r\n")?;
-
-    Ok(())
+/// Appends `Field: value\r\n`.
+fn push_header(buf: &mut Vec<u8>, field: &[u8], value: &[u8]) {
+    buf.extend_from_slice(field);
+    buf.extend_from_slice(b": ");
+    buf.extend_from_slice(value);
+    buf.extend_from_slice(b"\r\n");
 }
 
 fn choose_transfer_encoding(
@@ -348,29 +345,11 @@ where
             self.chunked_threshold(),
         ));
 
-        // add `Date` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
-            self.headers.insert(0, build_date_header());
-        }
-
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
-        }
+        let has_date = self.headers.iter().any(|h| h.field.equiv("Date"));
+        let has_server = self.headers.iter().any(|h| h.field.equiv("Server"));
 
         // handling upgrade
-        if let Some(upgrade) = upgrade {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()).unwrap(),
-            );
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
-            );
+        if upgrade.is_some() {
             transfer_encoding = None;
         }
 
@@ -397,42 +376,58 @@ where
                 _ => false,
             };
 
-        // preparing headers for transfer
+        // status line, then the headers in tiny_http's order: Connection and Upgrade (on an
+        // upgrade), Server and Date (unless given), the response's own, then the framing one
+        let mut head: Vec<u8> = Vec::with_capacity(256);
+        write!(
+            &mut head,
+            "HTTP/{}.{} {} {}\r\n",
+            http_version.0,
+            http_version.1,
+            self.status_code.0,
+            self.status_code.default_reason_phrase()
+        )?;
+        if let Some(upgrade) = upgrade {
+            push_header(&mut head, b"Connection", b"upgrade");
+            push_header(&mut head, b"Upgrade", upgrade.as_bytes());
+        }
+        if !has_server {
+            push_header(&mut head, b"Server", b"tiny-http (Rust)");
+        }
+        if !has_date {
+            head.extend_from_slice(b"Date: ");
+            push_date(&mut head);
+            head.extend_from_slice(b"\r\n");
+        }
+        for header in self.headers.iter() {
+            push_header(
+                &mut head,
+                header.field.as_str().as_ref(),
+                header.value.as_str().as_ref(),
+            );
+        }
         match transfer_encoding {
-            Some(TransferEncoding::Chunked) => self
-                .headers
-                .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
-
+            Some(TransferEncoding::Chunked) => {
+                push_header(&mut head, b"Transfer-Encoding", b"chunked")
+            }
             Some(TransferEncoding::Identity) => {
                 assert!(data_length.is_some());
                 let data_length = data_length.unwrap();
-
-                self.headers.push(
-                    Header::from_bytes(
-                        &b"Content-Length"[..],
-                        format!("{}", data_length).as_bytes(),
-                    )
-                    .unwrap(),
-                )
+                write!(&mut head, "Content-Length: {}\r\n", data_length)?;
             }
-
             _ => (),
         };
+        head.extend_from_slice(b"\r\n");
 
-        // sending headers
-        write_message_header(
-            writer.by_ref(),
-            &http_version,
-            &self.status_code,
-            &self.headers,
-        )?;
-
-        // sending the body
-        if !do_not_send_body {
+        // sending the headers and the body
+        if do_not_send_body {
+            writer.write_all(&head)?;
+        } else {
             match transfer_encoding {
                 Some(TransferEncoding::Chunked) => {
                     use chunked_transfer::Encoder;
 
+                    writer.write_all(&head)?;
                     let mut writer = Encoder::new(writer);
                     io::copy(&mut reader, &mut writer)?;
                 }
@@ -441,12 +436,18 @@ where
                     assert!(data_length.is_some());
                     let data_length = data_length.unwrap();
 
-                    if data_length >= 1 {
-                        io::copy(&mut reader, &mut writer)?;
+                    if data_length >= 1 && data_length <= ONE_WRITE_BODY {
+                        reader.read_to_end(&mut head)?;
+                        writer.write_all(&head)?;
+                    } else {
+                        writer.write_all(&head)?;
+                        if data_length >= 1 {
+                            io::copy(&mut reader, &mut writer)?;
+                        }
                     }
                 }
 
-                _ => (),
+                _ => writer.write_all(&head)?,
             }
         }
 

@@ -7,11 +7,21 @@ enum Control<T> {
     Unblock,
 }
 
+// hello-path-rs patch 4: `push` woke the condvar (a futex syscall) for every message even
+// when nobody waited, which under load is most of the time; the queue now counts its
+// waiters and notifies only when there is one.
+
+struct Queue<T> {
+    items: VecDeque<Control<T>>,
+    /// threads blocked in `pop` / `pop_timeout`
+    waiting: usize,
+}
+
 pub struct MessagesQueue<T>
 where
     T: Send,
 {
-    queue: Mutex<VecDeque<Control<T>>>,
+    queue: Mutex<Queue<T>>,
     condvar: Condvar,
 }
 
@@ -21,7 +31,10 @@ where
 {
     pub fn with_capacity(capacity: usize) -> Arc<MessagesQueue<T>> {
         Arc::new(MessagesQueue {
-            queue: Mutex::new(VecDeque::with_capacity(capacity)),
+            queue: Mutex::new(Queue {
+                items: VecDeque::with_capacity(capacity),
+                waiting: 0,
+            }),
             condvar: Condvar::new(),
         })
     }
@@ -29,15 +42,19 @@ where
     /// Pushes an element to the queue.
     pub fn push(&self, value: T) {
         let mut queue = self.queue.lock().unwrap();
-        queue.push_back(Control::Elem(value));
-        self.condvar.notify_one();
+        queue.items.push_back(Control::Elem(value));
+        if queue.waiting > 0 {
+            self.condvar.notify_one();
+        }
     }
 
     /// Unblock one thread stuck in pop loop.
     pub fn unblock(&self) {
         let mut queue = self.queue.lock().unwrap();
-        queue.push_back(Control::Unblock);
-        self.condvar.notify_one();
+        queue.items.push_back(Control::Unblock);
+        if queue.waiting > 0 {
+            self.condvar.notify_one();
+        }
     }
 
     /// Pops an element. Blocks until one is available.
@@ -46,20 +63,22 @@ where
         let mut queue = self.queue.lock().unwrap();
 
         loop {
-            match queue.pop_front() {
+            match queue.items.pop_front() {
                 Some(Control::Elem(value)) => return Some(value),
                 Some(Control::Unblock) => return None,
                 None => (),
             }
 
+            queue.waiting += 1;
             queue = self.condvar.wait(queue).unwrap();
+            queue.waiting -= 1;
         }
     }
 
     /// Tries to pop an element without blocking.
     pub fn try_pop(&self) -> Option<T> {
         let mut queue = self.queue.lock().unwrap();
-        match queue.pop_front() {
+        match queue.items.pop_front() {
             Some(Control::Elem(value)) => Some(value),
             Some(Control::Unblock) | None => None,
         }
@@ -72,14 +91,16 @@ where
         let mut queue = self.queue.lock().unwrap();
         let mut duration = timeout;
         loop {
-            match queue.pop_front() {
+            match queue.items.pop_front() {
                 Some(Control::Elem(value)) => return Some(value),
                 Some(Control::Unblock) => return None,
                 None => (),
             }
             let now = Instant::now();
+            queue.waiting += 1;
             let (_queue, result) = self.condvar.wait_timeout(queue, timeout).unwrap();
             queue = _queue;
+            queue.waiting -= 1;
             let sleep_time = now.elapsed();
             duration = if duration > sleep_time {
                 duration - sleep_time

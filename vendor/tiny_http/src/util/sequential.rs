@@ -124,6 +124,23 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     }
 }
 
+// hello-path-rs patch 4: direct access to a buffered reader, for reading header lines with
+// `read_until` instead of one byte at a time through `Read`.
+impl<R: Read + Send> SequentialReader<R> {
+    /// Waits for this reader's turn (like `read` does), then lends the inner reader.
+    pub fn turn(&mut self) -> &mut R {
+        if let SequentialReaderInner::Waiting(ref mut recv) = self.inner {
+            let reader = recv.recv().unwrap();
+            self.inner = SequentialReaderInner::MyTurn(reader);
+        }
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref mut reader) => reader,
+            // `Empty` only exists while the reader is being dropped
+            _ => unreachable!(),
+        }
+    }
+}
+
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         if let Some(v) = self.trigger.as_mut() {
