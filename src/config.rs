@@ -251,13 +251,16 @@ fn parse_probe(args: Vec<String>) -> Result<ProbeConfig, UsageError> {
     })
 }
 
+/// Boolean options as (name, value), and the arguments left for pico-args.
+type SplitOptions = (Vec<(String, bool)>, Vec<String>);
+
 /// Normalizes Go-style options (`-name` → `--name`) and takes the boolean options out,
 /// leaving value options for pico-args. A value following a value option is never touched.
 fn split_options(
     args: Vec<String>,
     value_opts: &[&str],
     bool_opts: &[&str],
-) -> Result<(Vec<(String, bool)>, Vec<String>), UsageError> {
+) -> Result<SplitOptions, UsageError> {
     let mut bools = Vec::new();
     let mut rest = Vec::new();
     let mut iter = args.into_iter();

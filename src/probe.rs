@@ -140,7 +140,7 @@ pub(crate) fn run(cfg: &ProbeConfig) -> Result<(), UsageError> {
 /// One request on a new connection: true when the answer is 200 (and holds `expect`).
 fn check(target: &Target, timeout: Duration, expect: Option<&str>) -> bool {
     fetch(target, timeout)
-        .is_ok_and(|(status, body)| status == 200 && expect.is_none_or(|e| body.contains(e)))
+        .is_ok_and(|(status, body)| status == 200 && expect.map_or(true, |e| body.contains(e)))
 }
 
 fn fetch(target: &Target, timeout: Duration) -> io::Result<(u16, String)> {
