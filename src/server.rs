@@ -30,12 +30,16 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<Listener, Error> {
     let socket = TcpListener::bind(addr).map_err(listen_err)?;
     let local = socket.local_addr().map_err(listen_err)?;
     let spare = socket.try_clone().map_err(listen_err)?;
+    let headers = Headers::new(&hostname());
+    // tiny_http's own answers (400 for a malformed request, 505, ...) carry X-Served-By too.
+    tiny_http::set_own_answer_headers(headers.served_by.iter().cloned().collect());
     let current = tiny_http::Server::from_listener(socket, None).map_err(|e| Error::Listen {
         addr,
         message: e.to_string(),
     })?;
     Ok(Listener {
         current,
+        headers,
         spare,
         local,
         retired: Vec::new(),
@@ -52,6 +56,8 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<Listener, Error> {
 /// while requests of connections the old server had accepted are still drained.
 pub(crate) struct Listener {
     current: tiny_http::Server,
+    /// The response headers every request needs, built once at bind.
+    headers: Headers,
     spare: TcpListener,
     local: SocketAddr,
     retired: Vec<tiny_http::Server>,
@@ -168,7 +174,7 @@ pub(crate) fn serve(
         config,
         remote,
         credential,
-        headers: Headers::new(&hostname()),
+        headers: listener.headers.clone(),
         start_unix,
         requests: 0,
         ready: true,
@@ -317,6 +323,7 @@ impl Service<'_> {
 }
 
 /// The response headers every request needs, parsed once at start.
+#[derive(Clone)]
 struct Headers {
     text: Header,
     metrics: Header,

@@ -118,7 +118,15 @@ fn malformed_requests_get_an_error_and_never_stop_the_server() {
     for (i, g) in garbage.iter().enumerate() {
         let answer = raw(addr, g).unwrap_or_else(|e| panic!("{g:?}: {e}"));
         match parse_answer(&answer) {
-            Some(a) => assert!(a.status >= 400, "{g:?} got {}", a.status),
+            Some(a) => {
+                assert!(a.status >= 400, "{g:?} got {}", a.status);
+                // also tiny_http's own 400 and 505 answers (SPEC §4: every response)
+                assert_eq!(
+                    a.header("X-Served-By"),
+                    Some(hostname().as_str()),
+                    "{g:?} got {answer:?}"
+                );
+            }
             // bytes that are not HTTP at all may just get the connection closed
             None => assert!(i == 0 && answer.is_empty(), "{g:?} got {answer:?}"),
         }

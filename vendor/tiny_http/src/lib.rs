@@ -116,6 +116,29 @@ pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
+// hello-path-rs patch 5: the answers tiny_http writes itself (400 for a malformed request,
+// 408, 417, 505, and 500 for a request dropped unanswered) never reach the application, so
+// they lacked the headers it puts on every response (`X-Served-By`). The application can now
+// name headers for them, once per process.
+static OWN_ANSWER_HEADERS: std::sync::OnceLock<Vec<Header>> = std::sync::OnceLock::new();
+
+/// Sets headers added to every answer tiny_http writes on its own (400, 408, 417, 505, and
+/// 500 for a request dropped without a response). The first call wins; later calls are
+/// ignored.
+pub fn set_own_answer_headers(headers: Vec<Header>) {
+    let _ = OWN_ANSWER_HEADERS.set(headers);
+}
+
+/// `response` with the headers set by `set_own_answer_headers`.
+pub(crate) fn own_answer<R: std::io::Read>(mut response: Response<R>) -> Response<R> {
+    if let Some(headers) = OWN_ANSWER_HEADERS.get() {
+        for header in headers {
+            response.add_header(header.clone());
+        }
+    }
+    response
+}
+
 mod client;
 mod common;
 mod connection;
