@@ -257,3 +257,122 @@ fn pipelined_and_fragmented_requests_are_answered_in_order() {
     );
     assert!(answers[2].ends_with("\r\n\r\nhello from /p3\n"), "{text:?}");
 }
+
+/// Reads one answer (head and a Content-Length body) from a kept-open connection.
+fn read_answer(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s
+            .read(&mut byte)
+            .unwrap_or_else(|e| panic!("no answer: {e}; so far {buf:?}"));
+        assert!(n == 1, "closed after {:?}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len: usize = parse_answer(&head)
+        .and_then(|a| a.header("Content-Length").map(|v| v.parse().unwrap()))
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// tiny_http patch 6: a body is read on the connection's thread, bounded; the single request
+/// loop never waits for a client's bytes.
+#[test]
+fn request_bodies_never_block_or_stop_the_loop() {
+    use std::io::Write;
+    let (mut p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    let connect = || {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s
+    };
+    // a body announced but not sent, connection kept open: others are still served
+    let mut short = connect();
+    short
+        .write_all(b"POST /short HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\nabc")
+        .unwrap();
+    assert_eq!(get(addr, "/test").status, 200, "blocked by an unsent body");
+    // Expect: 100-continue gets its 100 before the body is sent
+    let mut cont = connect();
+    cont.write_all(
+        b"POST /c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    std::io::Read::read_exact(&mut cont, &mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    cont.write_all(b"hello").unwrap();
+    assert!(read_answer(&mut cont).ends_with("hello from /c\n"));
+    // bodies too large for the limit (64 KiB), or for any memory: 413, the server goes on
+    for len in ["70000", "18446744073709551615"] {
+        let a = raw(
+            addr,
+            format!("POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\nxyz").as_bytes(),
+        )
+        .unwrap();
+        let a = parse_answer(&a).unwrap_or_else(|| panic!("{len}: {a:?}"));
+        assert_eq!(a.status, 413, "Content-Length {len}");
+        assert!(a.header("X-Served-By").is_some());
+        assert_eq!(get(addr, "/test").status, 200);
+    }
+    // a body larger than tiny_http's old 1 KiB buffer, and a chunked one, each followed by a
+    // pipelined request on the same connection: the framing holds
+    let big = "b".repeat(5000);
+    let text = raw(
+        addr,
+        format!(
+            "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{big}\
+             POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n0\r\n\r\n\
+             GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let bodies: Vec<&str> = text
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|a| a.split_once("\r\n\r\n").unwrap().1)
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "hello from /a\n",
+            "hello from /chunked\n",
+            "hello from /after\n"
+        ],
+        "{text:?}"
+    );
+    drop(short);
+    assert!(p.is_running());
+}
+
+/// tiny_http patch 6: a request for HTTP/2 (or its prior-knowledge preface) gets a 505, where
+/// the connection thread used to hang and answer nothing.
+#[test]
+fn http2_gets_505() {
+    use std::io::{Read, Write};
+    let (_p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    for request in [
+        &b"GET /test HTTP/2.0\r\nHost: x\r\n\r\n"[..],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(request).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)
+            .unwrap_or_else(|e| panic!("{request:?}: no answer: {e}"));
+        let text = String::from_utf8_lossy(&buf);
+        let a = parse_answer(&text).unwrap_or_else(|| panic!("{request:?}: {text:?}"));
+        assert_eq!(a.status, 505, "{text:?}");
+        assert!(text.starts_with("HTTP/1.1 505"), "{text:?}");
+        assert_eq!(a.header("X-Served-By"), Some(hostname().as_str()));
+        assert_eq!(get(addr, "/test").status, 200);
+    }
+}

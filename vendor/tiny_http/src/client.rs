@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufRead, BufReader, BufWriter, ErrorKind};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -43,6 +43,8 @@ enum ReadError {
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
+    /// hello-path-rs patch 6: the body is longer than `request::MAX_BODY`
+    PayloadTooLarge(HTTPVersion),
     ReadIoError(IoError),
 }
 
@@ -157,6 +159,7 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::TooLarge => ReadError::PayloadTooLarge(version),
             }
         })?;
 
@@ -216,14 +219,26 @@ impl Iterator for ClientConnection {
                     return None; // TODO: should be recoverable, but needs handling in case of body
                 }
 
+                Err(ReadError::PayloadTooLarge(ver)) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = crate::own_answer(Response::new_empty(StatusCode(413)));
+                    response.raw_print(writer, ver, &[], false, None).ok();
+                    return None; // the body is not read: the next request's start is unknown
+                }
+
                 Err(ReadError::ReadIoError(_)) => return None,
 
                 Ok(rq) => rq,
             };
 
             // checking HTTP version
+            // hello-path-rs patch 6: the 505 was written through the *next* response slot,
+            // which waits until this request's writer is dropped — by this very request,
+            // still alive here: the connection thread hung and the client got nothing
+            // (`GET / HTTP/2.0`, an HTTP/2 prior-knowledge preface). It is now written
+            // through this request's own writer.
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
+                let mut writer = rq.into_writer();
                 let response = crate::own_answer(
                     Response::from_string(
                         "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
@@ -231,8 +246,9 @@ impl Iterator for ClientConnection {
                     .with_status_code(StatusCode(505)),
                 );
                 response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                    .raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None)
                     .ok();
+                writer.flush().ok();
                 continue;
             }
 

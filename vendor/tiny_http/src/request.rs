@@ -108,6 +108,36 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// hello-path-rs patch 6: the body is longer than `MAX_BODY` bytes.
+    TooLarge,
+}
+
+// hello-path-rs patch 6: a body of more than 1024 bytes (or one announced with
+// `Expect: 100-continue`, or chunked) was read lazily, and whatever the application left
+// unread was drained when it dropped the request — on the application's thread, into a
+// buffer of the announced size. `Content-Length: 2000` followed by a short body froze
+// hello-path-rs's single request loop until the client went away, and a huge
+// `Content-Length` panicked (capacity overflow). Bodies are now read whole on the
+// connection's own thread before the request is handed over, up to MAX_BODY bytes; a longer
+// one gets 413 and the connection is closed.
+/// Largest request body accepted, in bytes.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+/// Reads exactly `len` bytes, failing on an early EOF.
+fn read_body<R: Read>(source: &mut R, len: usize) -> Result<Vec<u8>, RequestCreationError> {
+    let mut buffer = vec![0; len];
+    let mut offset = 0;
+    while offset != len {
+        let read = source.read(&mut buffer[offset..])?;
+        if read == 0 {
+            let info = "Connection has been closed before we received enough data";
+            let err = IoError::new(ErrorKind::ConnectionAborted, info);
+            return Err(RequestCreationError::CreationIoError(err));
+        }
+        offset += read;
+    }
+    Ok(buffer)
 }
 
 impl From<IoError> for RequestCreationError {
@@ -183,48 +213,52 @@ where
         }
     };
 
-    // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
+    // a `100 Continue` is sent before the body is read (in order, after the answers to
+    // earlier requests on this connection: the writer waits for them)
+    let mut writer = writer;
+    let mut send_continue = |writer: &mut W| -> Result<(), RequestCreationError> {
+        if expects_continue {
+            writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            writer.flush()?;
+        }
+        Ok(())
+    };
+
+    // the body, read whole here (see MAX_BODY)
     let reader = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
         Box::new(source_data) as Box<dyn Read + Send + 'static>
     } else if let Some(content_length) = content_length {
+        if content_length > MAX_BODY {
+            return Err(RequestCreationError::TooLarge);
+        }
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
-
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
-            }
-
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
+            send_continue(&mut writer)?;
+            let buffer = read_body(&mut source_data, content_length)?;
+            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        send_continue(&mut writer)?;
+        let mut buffer = Vec::new();
+        Decoder::new(&mut source_data)
+            .take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut buffer)?;
+        if buffer.len() > MAX_BODY {
+            return Err(RequestCreationError::TooLarge);
+        }
+        Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
         // TODO: could also be multipart/byteranges
         Box::new(io::empty()) as Box<dyn Read + Send + 'static>
     };
+    // the 100 Continue, if any, has been sent (only an upgrade leaves it to `as_reader`)
+    let expects_continue = expects_continue && connection_upgrade;
 
     Ok(Request {
         data_reader: Some(reader),

@@ -47,6 +47,15 @@ impl Stream {
         }
     }
 
+    /// hello-path-rs patch 6 (see SEND_TIMEOUT).
+    fn set_write_timeout(&self, t: std::time::Duration) -> IoResult<()> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.set_write_timeout(Some(t)),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+
     fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
@@ -96,6 +105,8 @@ impl RefinedTcpStream {
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
+        // a socket that refuses the option is served without it
+        stream.set_write_timeout(SEND_TIMEOUT).ok();
 
         let (read, write) = (stream.try_clone()?, stream);
 
@@ -143,9 +154,26 @@ impl Read for RefinedTcpStream {
     }
 }
 
+// hello-path-rs patch 6: responses are written by the application's thread (hello-path-rs
+// answers every request on one thread). A client that pipelines requests and never reads
+// the answers filled its socket buffer and blocked that thread in `write` for good. Now a
+// send blocked for SEND_TIMEOUT gives up and shuts the connection down, so the next
+// writes fail at once and the connection's reader sees the end.
+/// Longest a send may block on a client that does not read.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Write for RefinedTcpStream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        self.stream.write(buf)
+        let result = self.stream.write(buf);
+        if let Err(ref e) = result {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                self.stream.shutdown(Shutdown::Both).ok();
+            }
+        }
+        result
     }
 
     fn flush(&mut self) -> IoResult<()> {
