@@ -120,7 +120,10 @@ impl Listener {
                 let old = std::mem::replace(&mut self.current, server);
                 self.retired.push(old);
                 if self.retired.len() > MAX_RETIRED {
-                    self.retired.remove(0);
+                    // Not dropped: its accept thread has already ended, and Server::drop would
+                    // only connect to our own backlog to wake it — blocking this loop while a
+                    // flood keeps the backlog full. A few hundred bytes stay allocated.
+                    std::mem::forget(self.retired.remove(0));
                 }
                 self.broken_since = None;
                 self.backoff = TICK;
@@ -193,6 +196,11 @@ pub(crate) fn serve(
         }
         if stop_at.is_some_and(|t| now >= t) {
             info!("Web service stopped.");
+            // Dropping a tiny_http::Server connects to its own address to wake its accept
+            // thread; with a full backlog (a connection flood) that connect blocks for
+            // seconds, past SPEC §5's 1 s. The process ends right after this: nothing in the
+            // listener needs an orderly close.
+            std::mem::forget(listener);
             return;
         }
         if signals.take_hup() {

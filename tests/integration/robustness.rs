@@ -231,3 +231,57 @@ fn with_nofile(n: u32) -> Proc {
     ];
     Proc::spawn_cmd(cmd, &args, &[])
 }
+
+/// tiny_http patch 6: answers are written on the single request loop; a client that pipelines
+/// requests and never reads the answers used to block it in `write` for good once the socket
+/// buffers were full. Now that connection is dropped after a bounded wait.
+#[test]
+fn a_client_that_never_reads_does_not_block_the_loop() {
+    use std::io::Write;
+    let (mut p, addr) = Proc::serve(&["--mysecret", "4321", "--log-requests=false"], &[]);
+    let flooder = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        // ~7 kB answers; 3000 of them are far more than loopback socket buffers hold
+        let request = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "x".repeat(7000));
+        for _ in 0..3000 {
+            if s.write_all(request.as_bytes()).is_err() {
+                break; // the server gave up on us: what should happen
+            }
+        }
+        s // never read, kept open until joined
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..5 {
+        assert_eq!(
+            get(addr, "/test").status,
+            200,
+            "blocked by a client that never reads"
+        );
+    }
+    drop(flooder.join().unwrap());
+    assert!(p.is_running());
+}
+
+/// SPEC §5: exit within 1 s of SIGTERM, also while a flood fills the listen backlog (dropping
+/// a tiny_http::Server connects to its own address, which blocked while the backlog was full).
+#[test]
+fn sigterm_exits_while_a_flood_fills_the_backlog() {
+    let mut p = with_nofile(48);
+    let addr = p.wait_addr();
+    let mut flood = Vec::new();
+    // connect until the descriptors run out (the accept thread ends), then until the backlog
+    // is full (a connect no longer completes)
+    let fill = |flood: &mut Vec<TcpStream>| {
+        while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            flood.push(s);
+            assert!(flood.len() < 20_000, "the backlog never filled");
+        }
+    };
+    fill(&mut flood);
+    p.wait_log("the listener stopped accepting connections");
+    fill(&mut flood);
+    p.signal("TERM");
+    let (status, _) = p.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    drop(flood);
+}
