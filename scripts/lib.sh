@@ -9,16 +9,20 @@
 #   ensure_binary / free_port / app_* / http_get the LOCAL mode: the real binary as the "pod"
 #   secret_dir_init / secret_dir_update          a Secret volume laid out as the kubelet does
 #   probe_* / probe_timeline                     availability, measured with `hello-path-rs probe`
-#   kube / kube_*                                the --kube mode (every kubectl call goes
-#                                                through `kube`)
-#   result                                       the one machine-readable RESULT line
+#   kube / kube_t / kube_poll / kube_*           the --kube mode (every kubectl call goes
+#                                                through `kube_cmd`: KUBECTL, --context)
+#   result / control_row                         the machine-readable RESULT / CONTROL lines
 #
-# The RESULT line (the last line a scenario script prints on stdout; walkthrough.sh parses
-# it). Fields are in this order, separated by one space; values never hold spaces, except
-# note, which is last and runs to the end of the line:
+# The RESULT line: each scenario script prints exactly one, as its last line on stdout
+# (walkthrough.sh parses it). Fields are in this order, separated by one space; values never
+# hold spaces, except note, which is last and runs to the end of the line:
 #
 #   RESULT scenario=NAME mode=local|kube failed=N total=N seconds_to_new=S restarts=N
 #          pids=LIST verdict=ok|unexpected timeline=GLYPHS note=FREE TEXT
+#
+# A CONTROL line has the same fields and reports a negative control run beside the scenario
+# (reload's env var and subPath rows); it comes before the RESULT line, whose verdict also
+# covers it:   CONTROL scenario=NAME mode=... (as above)
 #
 #   failed          requests that failed after the service had first answered (requests
 #                   before that are "not serving yet", not a disruption); a service that
@@ -26,8 +30,10 @@
 #   total           requests counted (from the first answer on, or all if none)
 #   seconds_to_new  seconds from the change until the new (or fixed) credential is in use,
 #                   e.g. 0.31; "never" when it never was; "-" when there is no change
-#   restarts        processes started anew because of the change: new PIDs locally; new pods
-#                   plus container restarts in a cluster
+#   restarts        processes started anew because of the change: locally the processes
+#                   started after the first one (app_start counts them in APP_SEQ; nothing
+#                   restarts a crashed process here); in a cluster the new pods plus the
+#                   container restarts seen (kube_restarts)
 #   pids            PIDs (local) or pod names (kube) serving at the end, comma-separated,
 #                   "-" when none
 #   verdict         ok = the outcome the scenario expects; unexpected = anything else (the
@@ -40,7 +46,8 @@
 #                    built with `cargo build --release` when missing or outdated]
 #   CARGO            cargo command [cargo]
 #   KUBECTL          kubectl command, may hold spaces, e.g. "k3s kubectl" or oc [kubectl]
-#   KUSTOMIZE        a kustomize binary to render k8s/overlays with [kubectl kustomize]
+#   KUSTOMIZE        a kustomize binary to render k8s/overlays with (KUSTOMIZE build DIR)
+#                    [unset: $KUBECTL kustomize, else a `kustomize` on PATH]
 #   IMAGE            image for the pods and the probe pod [localhost/hello-path-rs:0.1.0]
 #   KUBE_TIMEOUT     seconds a rollout may take [120]
 #   SECRET_TIMEOUT   seconds to wait for the kubelet to deliver a changed Secret [180]
@@ -142,16 +149,19 @@ _check_fatal() {
 
 # wait_for WHAT TIMEOUT_S POLL_S COMMAND [ARG...]
 #   Runs COMMAND every POLL_S seconds until it succeeds. Unless it holds at once, says what
-#   it waits for, then at least every 5 s the elapsed seconds; returns 1 with one warning
-#   after TIMEOUT_S.
-#   Sets WAITED_MS. Never waits unbounded.
+#   it waits for; every 5 s from the start, what it waits for and the elapsed seconds (a
+#   ticker in the background, so that a slow round of COMMAND, the first one included,
+#   cannot hold that line back); returns 1 with one warning after TIMEOUT_S.
+#   Sets WAITED_MS. Never waits unbounded as long as COMMAND is bounded: the kubectl calls
+#   of a poll go through kube_poll / kube_t.
 wait_for() {
   local what=$1 timeout=$2 poll=$3
   shift 3
-  local start now last
+  local start now
   start=$(now_ms)
-  last=$start
+  _ticker_start "${start}" "  still waiting for ${what}: " "s elapsed"
   if "$@"; then
+    _ticker_stop
     WAITED_MS=0
     return 0
   fi
@@ -161,6 +171,7 @@ wait_for() {
     sleep "${poll}"
     if "$@"; then
       WAITED_MS=$(($(now_ms) - start))
+      _ticker_stop
       log "  done after $(fmt_secs "${WAITED_MS}")s: ${what}"
       return 0
     fi
@@ -168,43 +179,73 @@ wait_for() {
     now=$(now_ms)
     if ((now - start >= timeout * 1000)); then
       WAITED_MS=$((now - start))
+      _ticker_stop
       warn "gave up after ${timeout}s waiting for ${what}"
       return 1
-    fi
-    if ((now - last >= 5000)); then
-      log "  still waiting for ${what}: $(((now - start) / 1000))s elapsed"
-      last=$now
     fi
   done
 }
 
 # observe_for WHAT SECONDS POLL_S COMMAND [ARG...]
-#   The opposite: watches for SECONDS that COMMAND never succeeds (a negative control).
-#   Returns 0 when it never did, 1 (at once) when it did.
+#   The opposite: watches for SECONDS that COMMAND never succeeds (a negative control),
+#   saying every 5 s how long it has watched. Returns 0 when it never did, 1 (at once) when
+#   it did.
 observe_for() {
   local what=$1 seconds=$2 poll=$3
   shift 3
-  local start now last
+  local start now
   start=$(now_ms)
-  last=$start
   log "watching ${seconds}s that ${what} does NOT happen"
+  _ticker_start "${start}" "  still not: ${what} (" "s of ${seconds}s)"
   while :; do
     if "$@"; then
+      _ticker_stop
       warn "${what} happened after $(fmt_secs $(($(now_ms) - start)))s"
       return 1
     fi
     _check_fatal
     now=$(now_ms)
     if ((now - start >= seconds * 1000)); then
+      _ticker_stop
       log "  for ${seconds}s it did not: ${what}"
       return 0
     fi
-    if ((now - last >= 5000)); then
-      log "  still not: ${what} ($(((now - start) / 1000))s of ${seconds}s)"
-      last=$now
-    fi
     sleep "${poll}"
   done
+}
+
+# _ticker_start START_MS BEFORE AFTER — a background job that logs BEFORE<seconds since
+#   START_MS>AFTER 5, 10, 15 ... s after START_MS (0.1 s early, so that no gap between two
+#   lines exceeds 5 s) until _ticker_stop, or until the script is gone. Its sleep writes
+#   nowhere, so that a killed ticker leaves nothing holding the script's stdout open.
+WAIT_TICKER=""
+_ticker_start() {
+  _ticker_stop
+  local start=$1 before=$2 after=$3
+  (
+    trap - EXIT INT TERM
+    local next left elapsed
+    next=$((($(now_ms) - start + 100) / 5000 + 1))
+    # $$ is the script itself, also in this subshell.
+    while kill -0 "$$" 2>/dev/null; do
+      left=$((start + next * 5000 - 100 - $(now_ms)))
+      if ((left > 0)); then
+        sleep "$(fmt_secs "${left}")" </dev/null >/dev/null 2>&1 || exit 0
+      fi
+      kill -0 "$$" 2>/dev/null || exit 0
+      elapsed=$(($(now_ms) - start))
+      log "${before}$(((elapsed + 500) / 1000))${after}"
+      # The next multiple of 5 s still ahead (never the same one twice).
+      next=$((next + 1 > (elapsed + 100) / 5000 + 1 ? next + 1 : (elapsed + 100) / 5000 + 1))
+    done
+  ) </dev/null &
+  WAIT_TICKER=$!
+}
+_ticker_stop() {
+  [[ -n "${WAIT_TICKER}" ]] || return 0
+  kill -TERM "${WAIT_TICKER}" 2>/dev/null || true
+  wait "${WAIT_TICKER}" 2>/dev/null || true
+  WAIT_TICKER=""
 }
 
 # ---------------------------------------------------------------------------------------
@@ -269,6 +310,7 @@ setup_workdir() {
 cleanup() {
   local rc=$? pid ns
   trap - EXIT
+  _ticker_stop
   if declare -F scenario_cleanup >/dev/null; then
     scenario_cleanup || true
   fi
@@ -294,7 +336,7 @@ cleanup() {
       log "KEEP_NAMESPACE=1: leaving namespace ${ns} (delete it with: kubectl delete namespace ${ns})" >&2
     else
       log "deleting namespace ${ns} (in the background: --wait=false)" >&2
-      kube delete namespace "${ns}" --wait=false --ignore-not-found >/dev/null 2>&1 ||
+      kube_t 10 delete namespace "${ns}" --wait=false --ignore-not-found >/dev/null 2>&1 ||
         warn "could not delete namespace ${ns}: delete it by hand"
     fi
   done
@@ -313,16 +355,21 @@ cleanup() {
 # The result line and the availability timeline.
 
 # result SCENARIO FAILED TOTAL SECONDS RESTARTS PIDS VERDICT TIMELINE NOTE...
-result() {
-  local scenario=$1 failed=$2 total=$3 seconds=$4 restarts=$5 pids=$6 verdict=$7 timeline=$8
-  shift 8
+#   The scenario's RESULT line: call it once, last.
+result() { _result_line RESULT "$@"; }
+# control_row ROW FAILED TOTAL SECONDS RESTARTS PIDS VERDICT TIMELINE NOTE...
+#   A negative control's CONTROL line (same fields), printed before the RESULT line.
+control_row() { _result_line CONTROL "$@"; }
+_result_line() {
+  local kind=$1 scenario=$2 failed=$3 total=$4 seconds=$5 restarts=$6 pids=$7 verdict=$8 timeline=$9
+  shift 9
   local note="$*" v
   for v in scenario failed total seconds restarts pids verdict timeline; do
     printf -v "$v" '%s' "${!v// /_}"
     [[ -n "${!v}" ]] || printf -v "$v" '%s' -
   done
-  printf 'RESULT scenario=%s mode=%s failed=%s total=%s seconds_to_new=%s restarts=%s pids=%s verdict=%s timeline=%s note=%s\n' \
-    "${scenario}" "${MODE}" "${failed}" "${total}" "${seconds}" "${restarts}" "${pids}" \
+  printf '%s scenario=%s mode=%s failed=%s total=%s seconds_to_new=%s restarts=%s pids=%s verdict=%s timeline=%s note=%s\n' \
+    "${kind}" "${scenario}" "${MODE}" "${failed}" "${total}" "${seconds}" "${restarts}" "${pids}" \
     "${verdict}" "${timeline}" "${note}"
 }
 
@@ -449,7 +496,8 @@ proc_gone() { ! proc_alive "$1"; }
 
 # app_start NAME PORT [VAR=VALUE...] -- ARG...
 #   Starts the binary in the background on 127.0.0.1:PORT (0 = any), with MYSECRET removed
-#   from its environment unless given as VAR=VALUE. Sets APP_PID and APP_LOG.
+#   from its environment unless given as VAR=VALUE. Sets APP_PID and APP_LOG; APP_SEQ counts
+#   the processes started so far (the local restarts: its growth since the first process).
 APP_SEQ=0
 app_start() {
   local name=$1 port=$2
@@ -599,37 +647,45 @@ scenario_main() {
 }
 
 # ---------------------------------------------------------------------------------------
-# KUBE mode. Every kubectl call goes through `kube`.
+# KUBE mode. Every kubectl call goes through `kube_cmd` (by way of kube, kube_t, kube_poll).
 
-# kube_cmd — sets KUBE_CMD to $KUBECTL (default kubectl; may hold spaces, e.g. "k3s
-# kubectl") plus --context NAME when given.
+# kube_cmd [GLOBAL_FLAG...] — sets KUBE_CMD to $KUBECTL (default kubectl; may hold spaces,
+# e.g. "k3s kubectl"), the flags given, then --context NAME when KUBE_CONTEXT is set. The
+# one place that builds a kubectl command line: kube, kube_t and kube_poll use it, and so
+# do scripts/load-image.sh and scripts/render-manifests.sh.
 kube_cmd() {
   read -r -a KUBE_CMD <<<"${KUBECTL:-kubectl}"
   ((${#KUBE_CMD[@]})) || KUBE_CMD=(kubectl)
+  KUBE_CMD+=("$@")
   if [[ -n "${KUBE_CONTEXT}" ]]; then
     KUBE_CMD+=(--context "${KUBE_CONTEXT}")
   fi
 }
-# kube ARG... — every kubectl call of the scripts goes through here.
+# kube ARG... — every kubectl call of the scripts goes through here (or kube_t, kube_poll).
 kube() {
   local -a KUBE_CMD
   kube_cmd
   "${KUBE_CMD[@]}" "$@"
 }
 
-# kube_t SECONDS ARG... — kube, but ended after SECONDS by timeout(1) when it has one: for
-# the calls inside wait loops, so that a hung watch cannot stall the loop.
+# kube_t SECONDS ARG... — kube, bounded twice: each API request by kubectl's own
+# --request-timeout=SECONDS (a global flag of every kubectl, 1.15 included), the whole
+# command (a credential plugin, a DNS lookup, a watch, several requests) by timeout(1)
+# 5 s later, when there is one. For every call inside a wait loop, so that a hung request
+# cannot stall the loop nor outlast its timeout.
 kube_t() {
   local limit=$1
   shift
   local -a KUBE_CMD
-  kube_cmd
+  kube_cmd "--request-timeout=${limit}s"
   if command -v timeout >/dev/null 2>&1; then
-    timeout "${limit}" "${KUBE_CMD[@]}" "$@"
+    timeout -k 2 $((limit + 5)) "${KUBE_CMD[@]}" "$@"
   else
     "${KUBE_CMD[@]}" "$@"
   fi
 }
+# kube_poll ARG... — kube_t with the bound of one poll: 3 s per request.
+kube_poll() { kube_t 3 "$@"; }
 
 KUBE_TIMEOUT=${KUBE_TIMEOUT:-120}
 SECRET_TIMEOUT=${SECRET_TIMEOUT:-180}
@@ -721,9 +777,11 @@ kube_render() {
 }
 
 # kube_kustomize DIR — renders a kustomization: with $KUSTOMIZE when set, else with
-# `kubectl kustomize` through `kube`; when that fails (kubectl < 1.22 embeds a kustomize too
-# old for the overlays' `labels:` and `patches:`, e.g. `k3s kubectl` 1.15), with a
-# standalone `kustomize` or a `kubectl` found on PATH. Rendering needs no cluster.
+# `$KUBECTL kustomize` (through `kube`); when that fails (kubectl < 1.22 embeds a kustomize
+# too old for the overlays' `labels:` and `patches:`, e.g. `k3s kubectl` 1.15), with a
+# standalone `kustomize` found on PATH. Rendering needs no cluster. (No other kubectl is
+# tried behind KUBECTL's back: kube_render falls back to k8s/rendered/ instead, and
+# KUSTOMIZE names a newer kustomize.)
 kube_kustomize() {
   if [[ -n "${KUSTOMIZE:-}" ]]; then
     local -a k
@@ -733,9 +791,7 @@ kube_kustomize() {
   fi
   local out="${WORK_DIR}/kustomize.out" first="${WORK_DIR}/kustomize-first.err"
   if kube kustomize "$1" >"${out}" 2>"${first}" ||
-    { command -v kustomize >/dev/null 2>&1 && kustomize build "$1" >"${out}" 2>/dev/null; } ||
-    { [[ "${KUBECTL:-kubectl}" != kubectl ]] && command -v kubectl >/dev/null 2>&1 &&
-      kubectl kustomize "$1" >"${out}" 2>/dev/null; }; then
+    { command -v kustomize >/dev/null 2>&1 && kustomize build "$1" >"${out}" 2>/dev/null; }; then
     cat "${out}"
     return 0
   fi
@@ -799,7 +855,7 @@ kube_secret_set() {
 # kube_pods — the app's pods in NS that are not being deleted, one per line:
 #   NAME UID READY RESTARTS WAITING_REASON     (READY True/False, "-" for no reason)
 kube_pods() {
-  kube -n "${NS}" get pods -l "${APP_LABEL}" -o \
+  kube_poll -n "${NS}" get pods -l "${APP_LABEL}" -o \
     jsonpath='{range .items[*]}{.metadata.name}{"|"}{.metadata.uid}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.containerStatuses[0].restartCount}{"|"}{.status.containerStatuses[0].state.waiting.reason}{"|"}{.metadata.deletionTimestamp}{"\n"}{end}' \
     2>/dev/null | awk -F'|' 'NF >= 5 && $6 == "" {
       printf "%s %s %s %s %s\n", $1, $2, ($3 == "" ? "False" : $3), ($4 == "" ? 0 : $4), ($5 == "" ? "-" : $5) }'
@@ -847,7 +903,7 @@ kube_replicas() { kube -n "${NS}" get deployment hello-path -o jsonpath='{.spec.
 # the elapsed time is printed while it waits.
 _rollout_done() {
   kube_snapshot >/dev/null
-  kube_t 8 -n "${NS}" rollout status deployment/hello-path --timeout=3s >/dev/null 2>&1
+  kube_t 5 -n "${NS}" rollout status deployment/hello-path --timeout=3s >/dev/null 2>&1
 }
 kube_rollout_wait() {
   wait_for "deployment/hello-path in ${NS} to finish its rollout" "$1" 0.2 _rollout_done
@@ -912,17 +968,17 @@ EOF
 }
 _probe_pod_started() {
   local st
-  st=$(kube -n "${NS}" get pod "${PROBE_POD}" -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}' 2>/dev/null || true)
+  st=$(kube_poll -n "${NS}" get pod "${PROBE_POD}" -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}' 2>/dev/null || true)
   case "${st}" in
     ErrImagePull | ImagePullBackOff | ErrImageNeverPull | InvalidImageName)
       fatal_later "probe pod ${NS}/${PROBE_POD}: ${st}: image ${IMAGE:-${DEFAULT_IMAGE}} is not in the cluster (import it first)"
       ;;
   esac
-  kube -n "${NS}" logs "${PROBE_POD}" 2>/dev/null | has_re '^probe second='
+  kube_poll -n "${NS}" logs "${PROBE_POD}" 2>/dev/null | has_re '^probe second='
 }
 # kube_probe_collect FILE — the probe pod's per-second lines so far.
 kube_probe_collect() {
-  kube -n "${NS}" logs "${PROBE_POD}" >"$1" 2>/dev/null ||
+  kube_poll -n "${NS}" logs "${PROBE_POD}" >"$1" 2>/dev/null ||
     warn "cannot read the log of probe pod ${NS}/${PROBE_POD}"
 }
 # kube_probe_wait_seconds N — bounded wait until the probe pod has reported N more seconds.
@@ -939,7 +995,7 @@ _kube_probe_has() {
 }
 
 # kube_pod_get POD PATH — GET http://POD:8080/PATH through the API server's pod proxy (no
-# curl in a scratch image; works on old clusters too).
+# curl in a scratch image; works on old clusters too). Bounded: it runs inside wait loops.
 kube_pod_get() {
-  kube get --raw "/api/v1/namespaces/${NS}/pods/$1:8080/proxy$2" --request-timeout=5s 2>/dev/null
+  kube_poll get --raw "/api/v1/namespaces/${NS}/pods/$1:8080/proxy$2" 2>/dev/null
 }

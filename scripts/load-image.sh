@@ -44,9 +44,12 @@
 # not be told or not be reached from here (the message says what to do instead).
 set -o errexit -o nounset -o pipefail
 
-readonly DEFAULT_IMAGE=localhost/hello-path-rs:0.1.0
+# lib.sh: DEFAULT_IMAGE and kube_t, the one kubectl helper ($KUBECTL, --context from
+# KUBE_CONTEXT once known, each call bounded by --request-timeout and timeout(1)). Its
+# messages, cleanup and option parsing are replaced by this script's own below.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
-CONTEXT=""
 REGISTRY_REF=""
 IMAGE_REF=""
 ENGINE=""
@@ -57,7 +60,6 @@ ENGINE_GLOBAL=()
 # shellcheck source=scripts/engine.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/engine.sh"
 PUSH_ARGS=()
-KUBECTL_CMD=()
 # Filled by node_facts: first node's architecture, provider ID, kubelet version, minikube
 # profile label.
 NODE_ARCH="" NODE_PROVIDER="" NODE_KUBELET="" NODE_MINIKUBE=""
@@ -104,7 +106,7 @@ parse_args() {
       *) usage_error "unknown argument: $1" ;;
     esac
     case "${opt}" in
-      --context) CONTEXT=${value} ;;
+      --context) KUBE_CONTEXT=${value} ;;
       --registry) REGISTRY_REF=${value} ;;
       --image) IMAGE_REF=${value} ;;
       --engine) ENGINE=${value} ;;
@@ -125,19 +127,7 @@ parse_args() {
     "" | kind | k3d | minikube | k3s) ;;
     *) usage_error "unknown cluster type '${CLUSTER_TYPE}' (kind, k3d, minikube or k3s)" ;;
   esac
-  read -r -a KUBECTL_CMD <<<"${KUBECTL:-kubectl}"
-  ((${#KUBECTL_CMD[@]} > 0)) || KUBECTL_CMD=(kubectl)
   if [[ -n "${PUSH_FLAGS:-}" ]]; then read -r -a PUSH_ARGS <<<"${PUSH_FLAGS}"; fi
-}
-
-
-
-# kubectl, bounded twice: the API call by --request-timeout, a stuck credential plugin or
-# proxy by timeout(1).
-kube() {
-  local ctx=()
-  [[ -z "${CONTEXT}" ]] || ctx=(--context "${CONTEXT}")
-  timeout -k 2 10 "${KUBECTL_CMD[@]}" --request-timeout=5s "${ctx[@]}" "$@"
 }
 
 # REF -> REF with the tag suffixed by -ARCH (a missing tag counts as latest); the names
@@ -182,21 +172,21 @@ node_facts() {
   [[ "${NODE_FACTS_READ}" == false ]] || return 0
   NODE_FACTS_READ=true
   local out
-  out=$(kube get nodes -o 'jsonpath={.items[0].status.nodeInfo.architecture}{"|"}{.items[0].spec.providerID}{"|"}{.items[0].status.nodeInfo.kubeletVersion}{"|"}{.items[0].metadata.labels.minikube\.k8s\.io/name}' 2>/dev/null) \
+  out=$(kube_t 5 get nodes -o 'jsonpath={.items[0].status.nodeInfo.architecture}{"|"}{.items[0].spec.providerID}{"|"}{.items[0].status.nodeInfo.kubeletVersion}{"|"}{.items[0].metadata.labels.minikube\.k8s\.io/name}' 2>/dev/null) \
     || return 0
   IFS='|' read -r NODE_ARCH NODE_PROVIDER NODE_KUBELET NODE_MINIKUBE <<<"${out}" || true
 }
 
 # Sets CLUSTER_TYPE and CLUSTER from the context name, else from the nodes.
 detect() {
-  if [[ -z "${CONTEXT}" ]]; then
-    CONTEXT=$(kube config current-context 2>/dev/null) || CONTEXT=""
+  if [[ -z "${KUBE_CONTEXT}" ]]; then
+    KUBE_CONTEXT=$(kube_t 5 config current-context 2>/dev/null) || KUBE_CONTEXT=""
   fi
   if [[ -z "${CLUSTER_TYPE}" ]]; then
-    [[ -n "${CONTEXT}" ]] || cannot \
-      "no current kubectl context (is '${KUBECTL_CMD[*]}' configured?)." \
+    [[ -n "${KUBE_CONTEXT}" ]] || cannot \
+      "no current kubectl context (is '${KUBECTL:-kubectl}' configured?)." \
       "Name one with --context NAME or --cluster-type TYPE, or push to a registry with --registry REG."
-    case "${CONTEXT}" in
+    case "${KUBE_CONTEXT}" in
       kind-*) CLUSTER_TYPE=kind ;;
       k3d-*) CLUSTER_TYPE=k3d ;;
       minikube) CLUSTER_TYPE=minikube ;;
@@ -217,7 +207,7 @@ detect() {
     esac
   fi
   if [[ -z "${CLUSTER_TYPE}" ]]; then
-    cannot "cannot tell what kind of cluster context '${CONTEXT}' is${NODE_KUBELET:+ (kubelet ${NODE_KUBELET})}${NODE_KUBELET:- (its nodes could not be read)}." \
+    cannot "cannot tell what kind of cluster context '${KUBE_CONTEXT}' is${NODE_KUBELET:+ (kubelet ${NODE_KUBELET})}${NODE_KUBELET:- (its nodes could not be read)}." \
       "Name it:  scripts/load-image.sh --cluster-type kind|k3d|minikube|k3s [--cluster NAME]" \
       "or push to a registry it can pull from:  scripts/load-image.sh --registry REGISTRY" \
       "or import an archive with the cluster's own tool:  ${ENGINE} save -o hello-path-rs.tar ${IMAGE_REF}"
@@ -225,15 +215,15 @@ detect() {
   # Default names: from a kind-NAME / k3d-NAME context, else each tool's default.
   case "${CLUSTER_TYPE}" in
     kind | k3d)
-      if [[ -z "${CLUSTER}" && "${CONTEXT}" == "${CLUSTER_TYPE}"-* ]]; then
-        CLUSTER=${CONTEXT#"${CLUSTER_TYPE}"-}
+      if [[ -z "${CLUSTER}" && "${KUBE_CONTEXT}" == "${CLUSTER_TYPE}"-* ]]; then
+        CLUSTER=${KUBE_CONTEXT#"${CLUSTER_TYPE}"-}
       fi
       if [[ -z "${CLUSTER}" && "${CLUSTER_TYPE}" == kind ]]; then CLUSTER=kind; fi
       if [[ -z "${CLUSTER}" && "${CLUSTER_TYPE}" == k3d ]]; then CLUSTER=k3s-default; fi
       ;;
-    minikube) CLUSTER=${CLUSTER:-${CONTEXT:-minikube}} ;;
+    minikube) CLUSTER=${CLUSTER:-${KUBE_CONTEXT:-minikube}} ;;
   esac
-  log "context ${CONTEXT:-(none)}: ${CLUSTER_TYPE}${CLUSTER:+ cluster ${CLUSTER}}"
+  log "context ${KUBE_CONTEXT:-(none)}: ${CLUSTER_TYPE}${CLUSTER:+ cluster ${CLUSTER}}"
 }
 
 # Chooses the local image to export: IMAGE itself, or the per-architecture image of a
@@ -288,7 +278,7 @@ load_into_cluster() {
       ;;
     k3s)
       if ! command -v "${K3S:-k3s}" >/dev/null 2>&1; then
-        cannot "context ${CONTEXT} is k3s, but k3s is not on this machine: import on each node instead:" \
+        cannot "context ${KUBE_CONTEXT} is k3s, but k3s is not on this machine: import on each node instead:" \
           "  ${ENGINE} save -o hello-path-rs.tar ${IMAGE_REF}" \
           "  scp hello-path-rs.tar NODE: && ssh NODE sudo k3s ctr images import hello-path-rs.tar" \
           "or push to a registry the nodes can pull from: scripts/load-image.sh --registry REGISTRY"

@@ -39,7 +39,7 @@ run_local() {
   port=$(free_port)
   log "0. the service runs with MYSECRET=4321 (from the Secret, as secretKeyRef does)"
   app_start v1 "${port}" MYSECRET=4321 --
-  local pid1=${APP_PID}
+  local pid1=${APP_PID} starts0=${APP_SEQ}
   app_wait_ready "${pid1}" "${APP_LOG}" 10 || die "the first version did not start"
   probe_start_local redeploy "${port}"
   probe_wait_seconds "${PROBE_OUT}" 2 || true
@@ -55,8 +55,10 @@ run_local() {
   log "2. the Secret is fixed (4321) and the app is redeployed again"
   t2=$(now_ms)
   local_start_fixed v3 "${port}" "${t1}" "${t2}"
-  local failed=${FAILED} total=${TOTAL} timeline=${TIMELINE} verdict=ok note seconds
+  local failed=${FAILED} total=${TOTAL} timeline=${TIMELINE} verdict=ok note seconds restarts
   seconds=$(fmt_secs $((T_READY - t2)))
+  # Processes started after the first one: the crashing and the fixed redeploy.
+  restarts=$((APP_SEQ - starts0))
   note="delete+apply: the bad Secret took everything down (the new process crashed, no old one left), down $(fmt_secs $((T_READY - t1)))s until the fixed redeploy served"
   if [[ "${FIXED_BACK}" != true ]]; then
     verdict=unexpected
@@ -69,15 +71,24 @@ run_local() {
     verdict=unexpected
     note="no failed request measured during the redeploys"
   fi
-  result redeploy "${failed}" "${total}" "${seconds}" 2 "${FIXED_PID}" "${verdict}" "${timeline}" "${note}"
+  result redeploy "${failed}" "${total}" "${seconds}" "${restarts}" "${FIXED_PID}" "${verdict}" "${timeline}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
-# The redeploy: delete the Deployment (its pods leave the Service at once), apply it again.
+# The redeploy: delete the Deployment (its pods leave the Service at once), wait (bounded,
+# saying so) until it is gone, apply it again. `delete --wait=false` plus wait_for rather
+# than `delete --wait=true`, which would wait in silence.
+_deployment_gone() {
+  local out
+  out=$(kube_poll -n "${NS}" get deployment hello-path --ignore-not-found -o name 2>/dev/null) &&
+    [[ -z "${out}" ]]
+}
 kube_redeploy() {
   log "kubectl delete deployment hello-path; kubectl apply (the same manifests)"
-  kube -n "${NS}" delete deployment hello-path --wait=true --timeout=60s >/dev/null ||
+  kube -n "${NS}" delete deployment hello-path --wait=false >/dev/null ||
     die "kubectl delete deployment hello-path -n ${NS} failed"
+  wait_for "deployment/hello-path in ${NS} to be gone" 60 0.5 _deployment_gone ||
+    die "deployment/hello-path in ${NS} was still there 60s after kubectl delete"
   kube_apply_app
 }
 

@@ -29,8 +29,9 @@
 #
 #   --no-controls    run the volume case only
 #
-# Prints one RESULT line per row: reload-env and reload-subpath first, and ends with the
-# scenario's own (RESULT scenario=reload ...; format: scripts/lib.sh).
+# Prints one CONTROL line per negative control (CONTROL scenario=reload-env ..., then
+# reload-subpath), and ends with the scenario's one RESULT line (RESULT scenario=reload ...;
+# its verdict covers the controls too). Format: scripts/lib.sh.
 # Exit status: 0 every outcome as expected, 1 otherwise, 2 bad arguments or no cluster.
 #
 # Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [250ms], RETRY_INTERVAL [500ms],
@@ -78,7 +79,7 @@ control_result() {
     verdict=unexpected
     note="${what}: it stopped re-checking after the fix"
   fi
-  result "${row}" "${failed}" "${total}" never 0 "${pid}" "${verdict}" "${timeline}" "${note}"
+  control_row "${row}" "${failed}" "${total}" never 0 "${pid}" "${verdict}" "${timeline}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
@@ -179,7 +180,7 @@ run_local() {
     note="${failed} requests failed after it had served"
   elif [[ "${controls_ok}" != true ]]; then
     verdict=unexpected
-    note="served $(fmt_secs $((t_ready - t_fix)))s after the fix, but a negative control went wrong (see its row)"
+    note="served $(fmt_secs $((t_ready - t_fix)))s after the fix, but a negative control went wrong (see its CONTROL row)"
   fi
   result reload "${failed}" "${total}" "${seconds}" 0 "${pid_vol}" "${verdict}" "${timeline}" "${note}"
   [[ "${verdict}" == ok ]]
@@ -195,7 +196,7 @@ _kube_waiting() {
   pod=$(awk 'NF { print $1; exit }' <<<"${pods}")
   [[ -n "${pod}" ]] || return 1
   ! awk '$3 == "True" { f = 1 } END { exit !f }' <<<"${pods}" || return 1
-  kube -n "${NS}" logs "${pod}" 2>/dev/null | has 'RELOAD'
+  kube_poll -n "${NS}" logs "${pod}" 2>/dev/null | has 'RELOAD'
 }
 _kube_controls_ready() {
   local ns
@@ -229,7 +230,7 @@ kube_control_result() {
     verdict=unexpected
     note="${what}: pods were replaced or restarted"
   fi
-  result "${row}" "${failed}" "${total}" never "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
+  control_row "${row}" "${failed}" "${total}" never "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
@@ -314,7 +315,7 @@ run_kube() {
     note="${failed} requests failed after the service had answered (served=${served})"
   elif [[ "${controls_ok}" != true ]]; then
     verdict=unexpected
-    note="Ready ${seconds}s after the fix, but a negative control went wrong (see its row)"
+    note="Ready ${seconds}s after the fix, but a negative control went wrong (see its CONTROL row)"
   fi
   result reload "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
   [[ "${verdict}" == ok ]]

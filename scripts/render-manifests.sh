@@ -11,11 +11,16 @@
 #   --check   compare instead of writing; exit 1 and name the stale files
 #
 # Environment:
-#   KUBECTL   command providing `kustomize` (default: kubectl)
+#   KUBECTL   command providing `kustomize` (default: kubectl); run through `kube`, the
+#             one kubectl helper of scripts/lib.sh
 set -o errexit -o nounset -o pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
+# Its own messages (MESSAGE [CODE]), in place of lib.sh's.
 die() { printf 'render-manifests.sh: error: %s\n' "$1" >&2; exit "${2:-1}"; }
 usage() { sed -n '2,/^set -o/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
@@ -35,15 +40,15 @@ main() {
     esac
     shift
   done
-  local -a kubectl
-  read -r -a kubectl <<<"${KUBECTL:-kubectl}"
-  command -v "${kubectl[0]}" >/dev/null || die "${kubectl[0]} not found (set KUBECTL)"
+  local -a KUBE_CMD
+  kube_cmd
+  command -v "${KUBE_CMD[0]}" >/dev/null || die "${KUBE_CMD[0]} not found (set KUBECTL)"
   mkdir -p "${ROOT}/k8s/rendered"
   local dir overlay want file stale=0
   for dir in "${ROOT}"/k8s/overlays/*/; do
     overlay=$(basename -- "${dir}")
     file="${ROOT}/k8s/rendered/${overlay}.yaml"
-    want=$({ header "${overlay}"; "${kubectl[@]}" kustomize "${dir}"; }) ||
+    want=$({ header "${overlay}"; kube kustomize "${dir}"; }) ||
       die "cannot render k8s/overlays/${overlay}"
     if [ "${check}" -eq 1 ]; then
       if [ "${want}" != "$(cat "${file}" 2>/dev/null)" ]; then

@@ -48,7 +48,7 @@ run_local() {
   port=$(free_port)
   log "0. the service runs with MYSECRET=4321 and --shutdown-delay ${SHUTDOWN_DELAY}"
   app_start v1 "${port}" MYSECRET=4321 -- --shutdown-delay "${SHUTDOWN_DELAY}"
-  local pid1=${APP_PID}
+  local pid1=${APP_PID} starts0=${APP_SEQ}
   app_wait_ready "${pid1}" "${APP_LOG}" 10 || die "the first process did not start"
   probe_start_local restart "${port}"
   probe_wait_seconds "${PROBE_OUT}" 2 || true
@@ -73,8 +73,10 @@ run_local() {
   log "2. the Secret is fixed (4321) and the app is restarted again"
   t2=$(now_ms)
   local_start_fixed v3 "${port}" "${t1}" "${t2}" --shutdown-delay "${SHUTDOWN_DELAY}"
-  local failed=${FAILED} total=${TOTAL} timeline=${TIMELINE} verdict=ok note seconds
+  local failed=${FAILED} total=${TOTAL} timeline=${TIMELINE} verdict=ok note seconds restarts
   seconds=$(fmt_secs $((T_READY - t2)))
+  # Processes started after the first one: the crashing and the fixed restart.
+  restarts=$((APP_SEQ - starts0))
   note="restart = stop+start locally (no rolling update without a cluster): drained ${SHUTDOWN_DELAY}, then the bad Secret crashed the one process, down until the fixed restart"
   if [[ "${FIXED_BACK}" != true ]]; then
     verdict=unexpected
@@ -90,11 +92,11 @@ run_local() {
     verdict=unexpected
     note="no failed request measured although one process was stopped and started"
   fi
-  result restart "${failed}" "${total}" "${seconds}" 2 "${FIXED_PID}" "${verdict}" "${timeline}" "${note}"
+  result restart "${failed}" "${total}" "${seconds}" "${restarts}" "${FIXED_PID}" "${verdict}" "${timeline}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
-_rollout_finished() { kube_t 6 -n "${NS}" rollout status deployment/hello-path --timeout=2s >/dev/null 2>&1; }
+_rollout_finished() { kube_t 4 -n "${NS}" rollout status deployment/hello-path --timeout=2s >/dev/null 2>&1; }
 # At least N pods Ready, none of them in BASE (old pods gone or not counted).
 _old_pods_ready() {
   local want=$1 base=",$2,"

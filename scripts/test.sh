@@ -10,8 +10,9 @@
 #   --only      run only these steps: rust, shellcheck, manifests, image, multiarch,
 #               walkthrough, bench (a quick smoke run of scripts/bench.sh, no timing asserted)
 #
-# Missing prerequisites are installed when running as root; otherwise they are named and the
-# run fails. Environment:
+# Only what the selected steps need is checked: missing prerequisites are installed when
+# running as root; otherwise they are named and the run fails (`--only rust` needs cargo and
+# prlimit, not podman, qemu or wrk). Environment:
 #   CONTAINER_ENGINE   podman (default), or docker/buildah where the image tests support it
 #   PODMAN_RUN_FLAGS, PODMAN_GLOBAL_FLAGS   extra flags for machines that need them (.ci/)
 #   VENV               virtualenv for the manifest checks (default: .venv)
@@ -23,50 +24,102 @@ APT_PACKAGES=(podman runc uidmap shellcheck qemu-user-static wrk iproute2)
 RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 
 log() { printf '\n== %s\n' "$*"; }
-die() { printf 'test.sh: error: %s\n' "$*" >&2; exit "${2:-1}"; }
+die() { printf 'test.sh: error: %s\n' "$1" >&2; exit "${2:-1}"; }
 
 usage() { sed -n '2,/^set -o/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
-missing_commands() {
-  local -a missing=()
-  command -v podman >/dev/null || missing+=(podman)
-  command -v runc >/dev/null || missing+=(runc)
-  command -v shellcheck >/dev/null || missing+=(shellcheck)
-  command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
-  command -v kubectl >/dev/null || missing+=(kubectl)
-  command -v prlimit >/dev/null || missing+=(util-linux)
-  command -v python3 >/dev/null || missing+=(python3)
-  command -v wrk >/dev/null || missing+=(wrk)
-  command -v ss >/dev/null || missing+=(iproute2)
-  printf '%s\n' "${missing[@]}"
+# needs STEP — what STEP needs, one "COMMAND PACKAGE..." per line (the apt packages that
+# provide it); cargo is checked apart (rustup, not apt).
+needs() {
+  case "$1" in
+    rust) printf '%s\n' 'prlimit util-linux' ;;
+    shellcheck) printf '%s\n' 'shellcheck shellcheck' ;;
+    manifests) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
+    image) printf '%s\n' 'podman podman uidmap' 'runc runc' ;;
+    multiarch) printf '%s\n' 'podman podman uidmap' 'runc runc' 'qemu-aarch64-static qemu-user-static' ;;
+    walkthrough) ;;
+    bench) printf '%s\n' 'python3 python3' 'wrk wrk' 'prlimit util-linux' 'ss iproute2' ;;
+  esac
+}
+# needs_cargo STEP — STEP builds Rust code (every step but shellcheck and manifests).
+needs_cargo() { [[ "$1" != shellcheck && "$1" != manifests ]]; }
+# targets_of STEP — the Rust targets STEP builds for: the image one for this machine's
+# architecture, multiarch both.
+targets_of() {
+  case "$1" in
+    image)
+      case "$(uname -m)" in
+        aarch64 | arm64) echo aarch64-unknown-linux-musl ;;
+        *) echo x86_64-unknown-linux-musl ;;
+      esac
+      ;;
+    multiarch) printf '%s\n' "${RUST_TARGETS[@]}" ;;
+  esac
 }
 
+# missing_commands STEP... — "COMMAND PACKAGE" for each command those steps need and lack.
+missing_commands() {
+  local s cmd pkg
+  for s in "$@"; do needs "$s"; done | sort -u | while read -r cmd pkg; do
+    command -v "$cmd" >/dev/null || echo "$cmd $pkg"
+  done
+}
+
+# missing_targets STEP... — the Rust targets those steps need and lack.
 missing_targets() {
-  local installed t
+  local installed t s
   installed=$(rustup target list --installed 2>/dev/null || true)
-  for t in "${RUST_TARGETS[@]}"; do
+  for s in "$@"; do targets_of "$s"; done | sort -u | while read -r t; do
     grep -qx "$t" <<<"$installed" || echo "$t"
   done
 }
 
+# prepare STEP... — checks what those steps need; as root installs what is missing (apt,
+# rustup), otherwise names it and fails. With --prepare: every step, and the full
+# APT_PACKAGES list when anything is missing.
 prepare() {
-  command -v cargo >/dev/null || die "cargo is missing: install Rust (https://rustup.rs)"
-  local -a cmds targets
-  mapfile -t cmds < <(missing_commands)
-  mapfile -t targets < <(missing_targets)
+  local -a steps=("$@") cmds=() pkgs=() targets
+  local s line need_cargo=false
+  for s in "${steps[@]}"; do
+    if needs_cargo "$s"; then need_cargo=true; fi
+  done
+  if [ "$need_cargo" = true ]; then
+    command -v cargo >/dev/null || die "cargo is missing: install Rust (https://rustup.rs)"
+  fi
+  local -a more
+  while read -r line; do
+    [ -n "$line" ] || continue
+    cmds+=("${line%% *}")
+    read -r -a more <<<"${line#* }"
+    pkgs+=("${more[@]}")
+  done < <(missing_commands "${steps[@]}")
+  mapfile -t targets < <(missing_targets "${steps[@]}")
   if [ "${#cmds[@]}" -eq 0 ] && [ "${#targets[@]}" -eq 0 ]; then
     return 0
   fi
   if [ "$(id -u)" -ne 0 ]; then
-    die "missing: ${cmds[*]} ${targets[*]} — install them (apt-get install ${APT_PACKAGES[*]}; rustup target add ${RUST_TARGETS[*]}) or run as root"
+    local what=("${cmds[@]}" "${targets[@]}") how=""
+    [ "${#pkgs[@]}" -eq 0 ] || how="apt-get install ${pkgs[*]}"
+    [ "${#targets[@]}" -eq 0 ] || how="${how:+${how}; }rustup target add ${targets[*]}"
+    die "missing for ${steps[*]}: ${what[*]} — install them (${how}) or run as root"
   fi
   if [ "${#cmds[@]}" -gt 0 ]; then
-    echo "installing: ${APT_PACKAGES[*]}"
+    local -a install=("${pkgs[@]}")
+    if [ "${#steps[@]}" -eq "${#STEPS[@]}" ]; then
+      install=("${APT_PACKAGES[@]}")
+    fi
+    # kubectl: tried apart below, the package is not in every distribution.
+    mapfile -t install < <(printf '%s\n' "${install[@]}" | grep -vx kubernetes-client | sort -u)
+    echo "installing: ${install[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
-    command -v kubectl >/dev/null ||
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null ||
-      die "kubectl is missing and could not be installed"
+    if [ "${#install[@]}" -gt 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${install[@]}" >/dev/null
+    fi
+    if [[ " ${cmds[*]} " == *" kubectl "* ]]; then
+      command -v kubectl >/dev/null ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null ||
+        die "kubectl is missing and could not be installed"
+    fi
   fi
   if [ "${#targets[@]}" -gt 0 ]; then
     command -v rustup >/dev/null || die "rustup is missing: cannot add ${targets[*]}"
@@ -107,8 +160,10 @@ main() {
     esac
     shift
   done
-  prepare
-  [ "$do_prepare" -eq 0 ] || exit 0
+  if [ "$do_prepare" -eq 1 ]; then
+    prepare "${STEPS[@]}"
+    exit 0
+  fi
 
   local -a run=("${STEPS[@]}") failed=()
   if [ -n "$only" ]; then
@@ -118,6 +173,7 @@ main() {
       [[ " ${STEPS[*]} " == *" $s "* ]] || die "unknown step '$s' (steps: ${STEPS[*]})" 2
     done
   fi
+  prepare "${run[@]}"
   local passed=0 s
   for s in "${run[@]}"; do
     log "$s"

@@ -50,7 +50,7 @@ extra_arg() {
   esac
 }
 
-# field LINE KEY — the value of KEY= in a RESULT line (note: the rest of the line).
+# field LINE KEY — the value of KEY= in a RESULT or CONTROL line (note: the rest of the line).
 field() {
   local line=$1 key=$2
   if [[ "${key}" == note ]]; then
@@ -63,7 +63,8 @@ field() {
 }
 
 # run_one SCENARIO — runs scripts/SCENARIO.sh, streams its output (indented), appends its
-# RESULT lines to RESULTS; a script that printed none gets an "error" row.
+# CONTROL lines (negative controls, reload's) and its one RESULT line to the results, in
+# that order; a script that printed no RESULT line gets an "error" row.
 run_one() {
   local s=$1 out="${WORK_DIR}/$1.out" rcf="${WORK_DIR}/$1.rc" start rc
   local -a args=()
@@ -85,14 +86,18 @@ run_one() {
     fi
   done
   rc=$(cat "${rcf}" 2>/dev/null || echo 1)
-  local lines
-  lines=$(grep '^RESULT ' "${out}" || true)
-  if [[ -z "${lines}" ]]; then
+  local controls line
+  controls=$(grep '^CONTROL ' "${out}" || true)
+  line=$(grep '^RESULT ' "${out}" | tail -n 1 || true)
+  if [[ -z "${line}" ]]; then
     local why
     why=$(grep -E 'error:' "${out}" | tail -n 1 | sed 's/^[^:]*: error: //' | tr -d '\r')
-    lines="RESULT scenario=${s} mode=${MODE} failed=- total=- seconds_to_new=- restarts=- pids=- verdict=error timeline=- note=the script exited ${rc} without a result${why:+: ${why}}"
+    line="RESULT scenario=${s} mode=${MODE} failed=- total=- seconds_to_new=- restarts=- pids=- verdict=error timeline=- note=the script exited ${rc} without a result${why:+: ${why}}"
   fi
-  printf '%s\n' "${lines}" >>"${WORK_DIR}/results"
+  if [[ -n "${controls}" ]]; then
+    printf '%s\n' "${controls}" >>"${WORK_DIR}/results"
+  fi
+  printf '%s\n' "${line}" >>"${WORK_DIR}/results"
   log "=== ${s}: exit ${rc} after $(fmt_secs $(($(now_ms) - start)))s"
   if [[ "${rc}" == 2 ]]; then
     # Bad arguments or no cluster: every other scenario would fail the same way.
@@ -102,7 +107,7 @@ run_one() {
 
 print_table() {
   local line s failed total seconds restarts verdict note timeline col_failed col_seconds
-  local rule
+  local rule controls
   rule=$(printf '%*s' 118 '' | tr ' ' '-')
   printf '\n'
   if [[ "${MODE}" == local ]]; then
@@ -139,6 +144,11 @@ print_table() {
   printf 'failed during the change: requests that failed after the service had first answered (before that it\n'
   printf '  was not serving yet); a service that never answered counts all its requests as failed.\n'
   printf 'new cred. in use: seconds from the change (the fix, the rotation) until the new credential is in use.\n'
+  controls=$(sed -n 's/^CONTROL scenario=\([^ ]*\) .*/\1/p' "${WORK_DIR}/results" | paste -sd, - | sed 's/,/, /g')
+  if [[ -n "${controls}" ]]; then
+    printf '%s: negative controls (CONTROL lines) run beside reload, fixed at the same moment;\n' "${controls}"
+    printf '  expected never to see the new value (an env var, a subPath mount).\n'
+  fi
   if [[ "${MODE}" == local ]]; then
     printf 'restarts: processes started anew (new PIDs). restart/redeploy locally = stop + start of the one\n'
     printf '  process, so a bad Secret is an outage; in a cluster a rolling restart keeps the old pods serving.\n'

@@ -6,16 +6,22 @@
 #   2. --kube without a cluster exits 2 within seconds with one line: with KUBECTL pointing at
 #      a command that fails, at a missing command, and (when kubectl is installed) with a
 #      kubeconfig whose server is https://127.0.0.1:1;
-#   3. the LOCAL walkthrough end to end (scripts/walkthrough.sh, which builds the binary if
+#   3. wait_for (scripts/lib.sh) says what it waits for every 5 s even when one round of its
+#      command takes longer than that;
+#   4. the LOCAL walkthrough end to end (scripts/walkthrough.sh, which builds the binary if
 #      needed): reload and rotate with 0 failed requests and 0 restarts on the same PID,
-#      redeploy with a measured outage, the negative controls never served, no-arg with the
-#      FATAL line, arg served, the table and its legend printed;
-#   4. a DRY --kube walkthrough against a fake kubectl (written to a scratch directory) that
+#      redeploy and restart with a measured outage and 2 processes started anew, the
+#      negative controls (CONTROL lines) never served, no-arg with the FATAL line, arg
+#      served, every scenario with exactly one RESULT line as its last line, the table and
+#      its legend printed;
+#   5. a DRY --kube walkthrough against a fake kubectl (written to a scratch directory) that
 #      logs its argv and models each scenario: every scenario ok, every kubectl call with
-#      --context, none of the flags too new for Kubernetes 1.15, every namespace deleted;
-#      and a wrong outcome (pods that never reject a bad Secret) exits 1.
+#      --context, none of the flags too new for Kubernetes 1.15, every poll bounded
+#      (--request-timeout), every namespace deleted; reload.sh --kube ends its stdout with
+#      its one RESULT line after the CONTROL lines; and a wrong outcome (pods that never
+#      reject a bad Secret) exits 1.
 #
-# Usage: tests/walkthrough.sh        (no options; about a minute and a half)
+# Usage: tests/walkthrough.sh        (no options; about two minutes)
 # Prints `ok - ...` / `not ok - ...` lines and ends with `N passed, M failed`.
 # Environment: HELLO_PATH_BIN (the binary; default: built by scripts/walkthrough.sh).
 set -o errexit -o nounset -o pipefail
@@ -52,9 +58,18 @@ check() {
   fi
 }
 
-# result_of FILE SCENARIO — the RESULT line of SCENARIO in a (possibly indented) output.
+# result_of FILE SCENARIO [KIND] — the RESULT (or KIND: CONTROL) line of SCENARIO in a
+# (possibly indented) output.
 result_of() {
-  sed -n "s/^.*\\(RESULT scenario=$2 .*\\)$/\\1/p" "$1" | tail -n 1
+  sed -n "s/^.*\\(${3:-RESULT} scenario=$2 .*\\)$/\\1/p" "$1" | tail -n 1
+}
+# bad_blocks FILE — the scenarios of a (not --quiet) walkthrough output whose block does not
+# hold exactly one RESULT line as its last line.
+bad_blocks() {
+  awk '/ === [a-z-]+: scripts\// { name = $0; sub(/.* === /, "", name); sub(/:.*/, "", name)
+         inb = 1; n = 0; last = ""; next }
+       / === [a-z-]+: exit / { if (inb && (n != 1 || last !~ /^  \| RESULT /)) print name; inb = 0; next }
+       inb && /^  \| / { last = $0; if ($0 ~ /^  \| RESULT /) n++ }' "$1"
 }
 # field LINE KEY
 field() {
@@ -126,6 +141,26 @@ EOF
   fi
 }
 
+# wait_for with a command that takes 6 s per round: its "still waiting" lines must still
+# come every 5 s (5 s, 10 s), and it gives up after its timeout.
+test_wait_progress() {
+  local out="${WORK}/wait.out" rc=0 start elapsed
+  start=$(date +%s)
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  timeout 60 bash -c 'set -o errexit -o nounset -o pipefail
+    source "$1/scripts/lib.sh"
+    WORK_DIR=$2
+    slow() { sleep 6; return 1; }
+    wait_for "a slow check" 11 0.1 slow' _ "${ROOT}" "${WORK}" >"${out}" 2>&1 || rc=$?
+  elapsed=$(($(date +%s) - start))
+  check "wait_for: 'still waiting ... 5s' and '10s' although each round takes 6 s" \
+    test -n "$(grep -F 'still waiting for a slow check: 5s elapsed' "${out}")" -a \
+    -n "$(grep -F 'still waiting for a slow check: 10s elapsed' "${out}")"
+  check "wait_for: gives up after its timeout (exit ${rc} after ${elapsed}s), no other progress line" \
+    test "${rc}" -eq 1 -a "${elapsed}" -ge 11 -a "${elapsed}" -le 20 -a \
+    -z "$(grep -F 'still waiting' "${out}" | grep -vE ': (5|10)s elapsed$')"
+}
+
 test_local_walkthrough() {
   local out="${WORK}/local.out" rc=0 line start
   start=$(date +%s)
@@ -159,16 +194,21 @@ test_local_walkthrough() {
   check "redeploy: a measured outage, failed > 0 (${line:-no RESULT})" \
     test "$(field "${line}" failed)" -gt 0 2>/dev/null
   check "redeploy: verdict ok" test "$(field "${line}" verdict)" = ok
+  check "redeploy: 2 processes started anew (the crashing and the fixed one)" \
+    test "$(field "${line}" restarts)" = 2
   line=$(result_of "${out}" restart)
   check "restart: locally an outage too, and said so (${line:-no RESULT})" \
     test "$(field "${line}" failed)" -gt 0 -a -n "$(grep -F 'no rolling update without a cluster' <<<"${line}")"
+  check "restart: 2 processes started anew (the crashing and the fixed one)" \
+    test "$(field "${line}" restarts)" = 2
 
   local c
   for c in reload-env reload-subpath; do
-    line=$(result_of "${out}" "${c}")
-    check "${c}: the negative control never sees the new value (${line:-no RESULT})" \
+    line=$(result_of "${out}" "${c}" CONTROL)
+    check "${c}: the negative control never sees the new value (${line:-no CONTROL line})" \
       test "$(field "${line}" seconds_to_new)" = never -a "$(field "${line}" verdict)" = ok -a \
       "$(field "${line}" failed)" = "$(field "${line}" total)"
+    check "${c}: a CONTROL row in the table" grep -qE "^${c} +\| all [0-9]+ \(never served\)" "${out}"
   done
 
   line=$(result_of "${out}" no-arg)
@@ -178,8 +218,12 @@ test_local_walkthrough() {
   line=$(result_of "${out}" arg)
   check "arg: serves every request and shows the exposure" \
     test "$(field "${line}" failed)" = 0 -a "$(field "${line}" total)" -gt 0 -a "$(field "${line}" verdict)" = ok
-  check "every scenario ended with its RESULT line" \
-    test "$(grep -c '^  | RESULT ' "${out}")" -eq 8
+  check "6 RESULT lines (one per scenario) and 2 CONTROL lines (reload's)" \
+    test "$(grep -c '^  | RESULT ' "${out}")" -eq 6 -a "$(grep -c '^  | CONTROL ' "${out}")" -eq 2
+  local bad
+  bad=$(bad_blocks "${out}" | paste -sd' ' -)
+  check "every scenario printed exactly one RESULT line, as its last line${bad:+ (not: ${bad})}" \
+    test -z "${bad}" -a "$(grep -c ' === [a-z-]*: exit ' "${out}")" -eq 6
 }
 
 write_fake_kubectl() {
@@ -198,6 +242,7 @@ while (($#)); do
   case "$1" in
     --context) ctx=$2; shift 2 ;;
     -n | --namespace) ns=$2; shift 2 ;;
+    --request-timeout=*) shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -284,6 +329,7 @@ YAML
       name=$(sed -n 's/^  name: //p' "$f" | head -n 1)
       now_ms >"${D}/probe-${name}.start"
     elif grep -q '^kind: Deployment' "$f"; then
+      rm -f "${D}/deleted_at"
       echo $(($(val deploys 0) + 1)) >"${D}/deploys"
       val secret 1234 >"${D}/deploy_secret"
     fi
@@ -309,7 +355,7 @@ YAML
   delete)
     case "$2" in
       namespace) echo "$3" >>"${S}/deleted-namespaces"; echo "namespace \"$3\" deleted" ;;
-      deployment) echo deleted ;;
+      deployment) now_ms >"${D}/deleted_at"; echo deleted ;;
       *) exit 1 ;;
     esac ;;
   logs)
@@ -359,7 +405,14 @@ YAML
       pod) echo "" ;;
       svc) echo 10.43.0.10 ;;
       deployment)
-        if [[ "$*" == *replicas* ]]; then
+        if [[ "$*" == *"-o name"* ]]; then
+          # Gone 0.6 s after a delete (a real one takes a moment too), back once applied.
+          if [[ ! -f "${D}/deleted_at" ]] || (($(now_ms) < $(cat "${D}/deleted_at") + 600)); then
+            echo deployment.apps/hello-path
+          elif [[ "$*" != *--ignore-not-found* ]]; then
+            echo 'Error from server (NotFound): deployments.apps "hello-path" not found' >&2; exit 1
+          fi
+        elif [[ "$*" == *replicas* ]]; then
           [[ "$(scen)" == no-arg ]] && echo 1 || echo 2
         else
           echo '["--mysecret","4321","--shutdown-delay=5s"]'
@@ -396,6 +449,12 @@ test_kube_dry() {
   check "dry --kube: restart uses kubectl rollout restart, redeploy delete + apply" \
     test -n "$(grep -F 'rollout restart deployment/hello-path' "${argv}")" -a \
     -n "$(grep -F 'delete deployment hello-path' "${argv}")"
+  check "dry --kube: redeploy deletes with --wait=false, then polls until the Deployment is gone" \
+    test -z "$(grep -F 'delete deployment hello-path' "${argv}" | grep -vF -- '--wait=false')" -a \
+    -n "$(grep -F 'get deployment hello-path --ignore-not-found -o name' "${argv}")"
+  check "dry --kube: every poll is bounded (get pods, logs of the probe, get --raw, rollout status: --request-timeout)" \
+    test -z "$(grep -E ' get pods | logs probe-| get --raw /api/| rollout status ' "${argv}" | grep -vF -- '--request-timeout=')" -a \
+    -n "$(grep -F ' get pods ' "${argv}")"
   check "dry --kube: per-pod checks through the API server's pod proxy" \
     grep -qE 'get --raw /api/v1/namespaces/[^/]+/pods/[^/]+:8080/proxy/mysecret' "${argv}"
   local created deleted
@@ -418,6 +477,13 @@ test_kube_dry() {
     test "$(STUB_STATE="${WORK}/state" KUBECTL="bash ${WORK}/fake-kubectl" timeout 60 \
       bash "${ROOT}/scripts/arg.sh" --kube --context dry-ctx 2>/dev/null </dev/null | tail -n 1 | cut -c1-22)" = \
     'RESULT scenario=arg mo'
+  rc=0
+  STUB_STATE="${WORK}/state" KUBECTL="bash ${WORK}/fake-kubectl" CONTROL_SECONDS=2 timeout 120 \
+    bash "${ROOT}/scripts/reload.sh" --kube --context dry-ctx 2>/dev/null </dev/null >"${WORK}/reload-kube.out" || rc=$?
+  check "dry --kube: reload.sh exits ${rc}, its stdout: 2 CONTROL lines, one RESULT line, the last" \
+    test "${rc}" -eq 0 -a "$(grep -c '^RESULT ' "${WORK}/reload-kube.out")" -eq 1 -a \
+    "$(grep -c '^CONTROL scenario=reload-' "${WORK}/reload-kube.out")" -eq 2 -a \
+    "$(tail -n 1 "${WORK}/reload-kube.out" | cut -c1-23)" = 'RESULT scenario=reload '
 }
 
 main() {
@@ -429,6 +495,7 @@ main() {
   trap cleanup EXIT
   test_help_and_usage
   test_no_cluster
+  test_wait_progress
   test_local_walkthrough
   test_kube_dry
   printf '%s passed, %s failed\n' "${PASSED}" "${FAILED}"
