@@ -115,6 +115,27 @@ pub(crate) fn request_path(target: &str) -> String {
     percent_decode(t)
 }
 
+/// `request_path` as it goes into the request log line: control characters (a decoded
+/// `%0A` included) are written back as `%XX`, so that a request cannot forge log lines.
+pub(crate) fn loggable_path(target: &str) -> String {
+    let path = request_path(target);
+    if !path.chars().any(char::is_control) {
+        return path;
+    }
+    let mut out = String::with_capacity(path.len() + 8);
+    for c in path.chars() {
+        if c.is_control() {
+            let mut utf8 = [0u8; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -236,6 +257,12 @@ mod tests {
         assert_eq!(request_path("/%zz"), "/%zz");
         assert_eq!(request_path("/%2"), "/%2");
         assert_eq!(request_path("/%41"), "/A");
+        assert_eq!(loggable_path("/a%0AFATAL:%20x"), "/a%0AFATAL: x");
+        assert_eq!(
+            loggable_path("/t%09%0D%1B%7F%C2%85/%41"),
+            "/t%09%0D%1B%7F%C2%85/A"
+        );
+        assert_eq!(loggable_path("/caf%C3%A9"), "/café");
         assert_eq!(request_path("/%ff"), "/%ff");
     }
 }

@@ -267,7 +267,7 @@ impl Service<'_> {
         self.requests += 1;
         let method = rq.method().as_str().to_string();
         if self.config.log_requests {
-            info!("{method} {}", routes::request_path(rq.url()));
+            info!("{method} {}", routes::loggable_path(rq.url()));
         }
         let view = View {
             ready: self.ready,

@@ -245,3 +245,18 @@ fn request_logging_can_be_turned_off() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(p.count_log("GET /quiet"), 0);
 }
+
+/// A request cannot forge log lines: a decoded `%0A` is written back as `%0A` in the log
+/// (the answer still carries the decoded path, as Go's `r.URL.Path` does).
+#[test]
+fn a_request_cannot_forge_log_lines() {
+    let (mut p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    let a = get(addr, "/x%0AFATAL:%20forged");
+    assert_eq!(a.body, "hello from /x\nFATAL: forged\n");
+    p.wait_log("GET /x%0AFATAL: forged");
+    assert!(
+        !p.stdout().iter().any(|l| l.starts_with("FATAL: forged")),
+        "{:?}",
+        p.stdout()
+    );
+}
