@@ -273,6 +273,15 @@ fn post_reload_reports_the_outcome() {
         assert_eq!(failures(addr), n as f64, "every explicit trigger counts");
     }
     assert_eq!((generation(addr), last_ok(addr)), (2.0, 0.0));
+    // an unreadable file: 500 with the reason, counted at every trigger
+    v.break_link();
+    for n in 3..=4 {
+        let a = request(addr, "POST", "/-/reload");
+        assert_eq!(a.status, 500, "{a:?}");
+        assert!(a.body.contains("cannot read"), "{a:?}");
+        assert_eq!(failures(addr), n as f64, "every explicit trigger counts");
+    }
+    assert_eq!(get(addr, "/readyz").status, 200);
 }
 
 #[test]

@@ -58,6 +58,9 @@ fn sigterm_during_the_startup_wait_exits_0() {
                 "--reload",
                 "--retry-interval",
                 "1h",
+                // SPEC §5: nothing to drain while waiting, so no delay
+                "--shutdown-delay",
+                "30s",
             ],
             &[],
         );
