@@ -43,7 +43,7 @@ SECCOMP_ANNOTATION = "seccomp.security.alpha.kubernetes.io/pod"
 # seccomp annotation above carries the same setting there.
 POST_1_15_FIELDS = {"seccompProfile"}
 
-# The binary's flags (notes/CONTRACT.md): value flags and Go-style booleans.
+# The binary's flags (SPEC §2, src/config.rs): value flags and Go-style booleans.
 VALUE_FLAGS = {
     "listen-addr", "mysecret", "mysecret-file", "retry-interval", "watch-interval",
     "shutdown-delay", "expected-secret",
