@@ -474,11 +474,18 @@ wrk_once() {
   py starved "${port}" "${WRK_SECONDS}" >"${WORK}/starved.txt" &
   local watcher=$!
   PIDS+=("${watcher}")
+  # Context switches: tiny_http wakes a connection thread for every request.
+  py switches "${pid}" "${WRK_SECONDS}" >"${WORK}/switches.txt" &
+  local switcher=$!
+  PIDS+=("${switcher}")
   out=$(timeout $((WRK_SECONDS + 20)) "${cmd[@]}" 2>&1) || out="wrk failed: ${out}"
   if wait "${watcher}"; then
     sample "starved_c${conns}_${mode}" "${side}" "$(<"${WORK}/starved.txt")"
   fi
   forget "${watcher}"
+  local per_s=""
+  if wait "${switcher}"; then per_s=$(<"${WORK}/switches.txt"); fi
+  forget "${switcher}"
   [[ "${out}" != "wrk failed: "* ]] || { fail "wrk ${side} ${mode} c${conns}: ${out}"; return 0; }
   read -r cpu1 main1 < <(py cpu "${pid}") || { fail "${side} ${mode} server is gone after wrk c${conns}"; return 0; }
   printf '%s\n' "${out}" >>"${WORK}/wrk-${side}-${mode}-c${conns}.txt"
@@ -488,6 +495,9 @@ wrk_once() {
   if ((requests > 0)); then
     # CPU per request in µs: the whole process, and (ours) the main thread that answers all.
     sample "cpu_c${conns}_${mode}" "${side}" "$(((cpu1 - cpu0) * 1000000 / requests / 1000)).$(printf '%01d' $((((cpu1 - cpu0) * 10000 / requests) % 10)))"
+    if [[ -n "${per_s}" ]]; then
+      sample "switches_c${conns}_${mode}" "${side}" "$(awk -v s="${per_s}" -v r="${rps}" 'BEGIN { printf "%.2f", s / r }')"
+    fi
     if [[ "${side}" == rs ]]; then
       sample "main_c${conns}_${mode}" "${side}" "$(((main1 - main0) * 1000 / requests)).$(printf '%01d' $((((main1 - main0) * 10000 / requests) % 10)))"
       sample "mainbusy_c${conns}_${mode}" "${side}" "$(((main1 - main0) * 100 / (WRK_SECONDS * 1000)))"
@@ -1288,6 +1298,18 @@ def cmd_starved(port, seconds):
     return 0
 
 
+def cmd_switches(pid, seconds):
+    """Context switches per second of all the server's threads over the middle half of a run
+    lasting `seconds` (its connection threads are alive then: wrk keeps its connections)."""
+    pid, secs = int(pid), float(seconds)
+    time.sleep(secs * 0.25)
+    t0, n0 = time.monotonic(), switches(pid)
+    time.sleep(secs * 0.5)
+    t1, n1 = time.monotonic(), switches(pid)
+    print(f"{(n1 - n0) / (t1 - t0):.0f}")
+    return 0
+
+
 def cmd_threads(pid):
     print(status(int(pid))[1])
     return 0
@@ -1348,6 +1370,10 @@ def fmt_cpu(v):
 
 def fmt_num(v):
     return f"{v:.1f}"
+
+
+def fmt_2(v):
+    return f"{v:.2f}"
 
 
 def fmt_us(v):
@@ -1431,6 +1457,8 @@ def rows(watch_ms):
                       fmt_int, "0", lambda o, p: max(o) == 0 if o else None))
         r.append((f"cpu_c100_{mode}", f"process CPU per request, 100 conns, {what}", fmt_us,
                   "", None))
+        r.append((f"switches_c100_{mode}",
+                  f"context switches per request, 100 conns, {what}", fmt_2, "", None))
         r.append((f"main_c100_{mode}", f"main-thread CPU per request, 100 conns, {what}",
                   fmt_us, "", None))
         r.append((f"mainbusy_c100_{mode}", f"main thread busy, 100 conns, {what}", fmt_pct,
@@ -1603,7 +1631,9 @@ def cmd_table(path, *opts):
       "Ratio = ours / peer (medians). Sizes in kB = 1000 bytes; RSS: VmRSS of /proc/PID/status; "
       "idle CPU and wake-ups: /proc/PID/task/*/schedstat and context switches over the idle "
       "window; CPU per request: utime+stime of /proc/PID/stat (and of the main thread) over a "
-      "wrk run divided by its requests; \"never served\": server sockets that had sent no "
+      "wrk run divided by its requests; context switches per request: voluntary + "
+      "involuntary of all threads (/proc/PID/task/*/status) over the middle half of a wrk run, "
+      "per second, divided by its requests/s; \"never served\": server sockets that had sent no "
       "byte 3/4 into the wrk run (ss -ti).")
     for name, title in (("--wrk-errors", "wrk reported errors"), ("--failures", "Failed measurements")):
         p = o.get(name)
