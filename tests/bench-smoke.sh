@@ -182,7 +182,8 @@ main() {
     "requests/s, 100 conns, logging on" "p99 latency, 100 conns, logging off" \
     "RSS, 1000 idle keep-alive conns" "threads after they close" \
     "reload: kubelet swap → visible" "reload: swap + SIGHUP → visible" \
-    "reload: swap + POST /-/reload → visible" "fd exhaustion"; do
+    "reload: swap + POST /-/reload → visible" "fd exhaustion" \
+    "context switches per request, 100 conns, logging on"; do
     check "the table has a row: ${row}" has_row "${row}"
   done
   check "verdicts are ok, MISSED, n/a or empty" verdicts_known
