@@ -376,3 +376,32 @@ fn http2_gets_505() {
         assert_eq!(get(addr, "/test").status, 200);
     }
 }
+
+/// tiny_http patch 7: the request head is bounded (64 KiB): a longer request line gets 414, longer
+/// headers 431, and the server goes on (a head without end used to grow a buffer without end).
+#[test]
+fn an_oversized_request_head_is_refused() {
+    let (mut p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
+    let long_path = "p".repeat(70 * 1024);
+    let long_header = "h".repeat(40 * 1024);
+    let cases = [
+        (format!("GET /{long_path} HTTP/1.1\r\nHost: x\r\n\r\n"), 414),
+        (
+            format!("GET /t HTTP/1.1\r\nA: {long_header}\r\nB: {long_header}\r\n\r\n"),
+            431,
+        ),
+        // just under the limit: served
+        (
+            format!("GET /t HTTP/1.1\r\nA: {long_header}\r\nConnection: close\r\n\r\n"),
+            200,
+        ),
+    ];
+    for (request, status) in cases {
+        let text = raw(addr, request.as_bytes()).unwrap();
+        let a = parse_answer(&text).unwrap_or_else(|| panic!("no answer for {status}: {text:?}"));
+        assert_eq!(a.status, status);
+        assert_eq!(a.header("X-Served-By"), Some(hostname().as_str()));
+        assert_eq!(get(addr, "/test").status, 200);
+    }
+    assert!(p.is_running());
+}

@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Write};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -11,6 +11,14 @@ use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
+
+// hello-path-rs patch 7: a request line or header block had no length limit: a client that
+// sent header bytes without end grew a buffer without end (memory, then the OOM killer).
+// The request line and headers together may now take MAX_HEAD bytes (Go's net/http allows
+// 1 MB, nginx 8 KiB per line); beyond it the answer is 414 (request line) or 431, and the
+// connection is closed.
+/// Longest request head (request line, headers, their CRLFs), in bytes.
+const MAX_HEAD: usize = 64 * 1024;
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -45,6 +53,8 @@ enum ReadError {
     ExpectationFailed(HTTPVersion),
     /// hello-path-rs patch 6: the body is longer than `request::MAX_BODY`
     PayloadTooLarge(HTTPVersion),
+    /// hello-path-rs patch 7: the request line (true) or the headers are longer than MAX_HEAD
+    HeadTooLarge(bool),
     ReadIoError(IoError),
 }
 
@@ -83,18 +93,40 @@ impl ClientConnection {
     // empty (about four allocations per line); it is now read with `read_until` from the
     // buffered reader into a Vec sized for a typical line. Same result: a bare LF does not
     // end the line, EOF before CRLF is an error.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    // hello-path-rs patch 7: at most `budget` bytes (what is left of MAX_HEAD), else
+    // `ReadError::HeadTooLarge`.
+    fn read_next_line(
+        &mut self,
+        budget: &mut usize,
+        in_request_line: bool,
+    ) -> Result<AsciiString, ReadError> {
         let reader = self.next_header_source.turn();
         let mut buf = Vec::with_capacity(128);
 
         loop {
-            if reader.read_until(b'\n', &mut buf)? == 0 {
-                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
-            }
+            let limit = (*budget - buf.len().min(*budget)) as u64;
+            let read = (&mut *reader)
+                .take(limit)
+                .read_until(b'\n', &mut buf)
+                .map_err(ReadError::ReadIoError)?;
             if buf.ends_with(b"\r\n") {
+                *budget -= buf.len();
                 buf.truncate(buf.len() - 2); // removing the CRLF
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return AsciiString::from_ascii(buf).map_err(|_| {
+                    ReadError::ReadIoError(IoError::new(
+                        ErrorKind::InvalidInput,
+                        "Header is not in ASCII",
+                    ))
+                });
+            }
+            if buf.len() >= *budget {
+                return Err(ReadError::HeadTooLarge(in_request_line));
+            }
+            if read == 0 {
+                return Err(ReadError::ReadIoError(IoError::new(
+                    ErrorKind::ConnectionAborted,
+                    "Unexpected EOF",
+                )));
             }
         }
     }
@@ -102,10 +134,11 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        let mut budget = MAX_HEAD;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line(&mut budget, true)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -116,7 +149,7 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::with_capacity(8);
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line(&mut budget, false)?;
 
                     if line.is_empty() {
                         break;
@@ -224,6 +257,16 @@ impl Iterator for ClientConnection {
                     let response = crate::own_answer(Response::new_empty(StatusCode(413)));
                     response.raw_print(writer, ver, &[], false, None).ok();
                     return None; // the body is not read: the next request's start is unknown
+                }
+
+                Err(ReadError::HeadTooLarge(in_request_line)) => {
+                    let writer = self.sink.next().unwrap();
+                    let code = if in_request_line { 414 } else { 431 };
+                    let response = crate::own_answer(Response::new_empty(StatusCode(code)));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None; // the rest of the head is not read: close
                 }
 
                 Err(ReadError::ReadIoError(_)) => return None,
