@@ -108,8 +108,9 @@ fn reload_endpoint_without_reload_mode() {
 #[test]
 fn malformed_requests_get_an_error_and_never_stop_the_server() {
     let (mut p, addr) = Proc::serve(&["--mysecret", "4321"], &[]);
-    let garbage: [&[u8]; 5] = [
+    let garbage: [&[u8]; 6] = [
         b"\x00\x01\x02\xff\xfe garbage\r\n\r\n",
+        b"POST /test HTTP/1.1\r\nExpect: bogus\r\nContent-Length: 1\r\n\r\nx",
         b"GET /test HTTP/9.9\r\nHost: x\r\n\r\n",
         b"GET /test\r\n\r\n",
         b"NOT A REQUEST AT ALL\r\n\r\n",
