@@ -87,7 +87,9 @@
 //! # let response = tiny_http::Response::from_file(File::open(&Path::new("image.png")).unwrap());
 //! let _ = request.respond(response);
 //! ```
-#![forbid(unsafe_code)]
+// hello-path-rs patch 8: `deny`, not `forbid`: the reader thread's four epoll/recv calls
+// (`reactor.rs`, module `sys`) are the one place allowed to use `unsafe`.
+#![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
@@ -106,7 +108,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use client::ClientConnection;
 use connection::Connection;
 use util::MessagesQueue;
 
@@ -139,9 +140,16 @@ pub(crate) fn own_answer<R: std::io::Read>(mut response: Response<R>) -> Respons
     response
 }
 
+/// hello-path-rs patch 8: a thread that cannot be started (a pids limit) is an error of
+/// `Server::from_listener` that says so.
+fn thread_error(e: IoError) -> IoError {
+    IoError::new(e.kind(), format!("cannot start a thread: {}", e))
+}
+
 mod client;
 mod common;
 mod connection;
+mod reactor;
 mod request;
 mod response;
 mod ssl;
@@ -163,6 +171,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // hello-path-rs patch 8: dropped with the server, which ends its reader thread
+    _reader_wake: std::os::unix::net::UnixStream,
 }
 
 enum Message {
@@ -302,85 +313,93 @@ impl Server {
             }
         };
 
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
+        // the queue of requests (and accept errors) for `recv`
         let messages = MessagesQueue::with_capacity(8);
+
+        // hello-path-rs patch 8: one reader thread reads every connection (reactor.rs); the
+        // accept thread hands it the connections it accepts.
+        let epoll = Arc::new(reactor::Epoll::new()?);
+        let conns: reactor::Conns = Arc::new(std::sync::Mutex::new(Default::default()));
+        let (reader_wake, wake) = std::os::unix::net::UnixStream::pair()?;
+        // ... and one writer thread writes the answers the application gives (`respond`)
+        let (outbox, answers) = mpsc::channel();
+        thread::Builder::new()
+            .name("tiny-http-writer".into())
+            .spawn(move || request::write_answers(answers))
+            .map_err(thread_error)?;
+        {
+            let (epoll, conns, messages) = (epoll.clone(), conns.clone(), messages.clone());
+            thread::Builder::new()
+                .name("tiny-http-reader".into())
+                .spawn(move || reactor::run(epoll, conns, wake, messages, outbox))
+                .map_err(thread_error)?;
+        }
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
+        thread::Builder::new()
+            .name("tiny-http-accept".into())
+            .spawn(move || {
+                let mut next_token: u64 = 0;
 
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        // hello-path-rs patch 2: a failed dup of the new socket (EMFILE)
-                        // closes that connection and ends the accept loop like a failed
-                        // accept() does, reported through `recv`, instead of panicking.
-                        let halves = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
+                log::debug!("Running accept thread");
+                while !inside_close_trigger.load(Relaxed) {
+                    let new_client = match server.accept() {
+                        Ok((sock, remote_addr)) => {
+                            use util::RefinedTcpStream;
+                            // hello-path-rs patch 2: a failed dup of the new socket (EMFILE)
+                            // closes that connection and ends the accept loop like a failed
+                            // accept() does, reported through `recv`, instead of panicking.
+                            let halves = match ssl {
+                                None => RefinedTcpStream::new(sock),
+                                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                                Some(ref ssl) => {
+                                    // trying to apply SSL over the connection
+                                    // if an error occurs, we just close the socket and resume listening
+                                    let sock = match ssl.accept(sock) {
+                                        Ok(s) => s,
+                                        Err(_) => continue,
+                                    };
 
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        halves.map(|(read_closable, write_closable)| {
-                            ClientConnection::new(write_closable, read_closable)
-                        })
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
+                                    RefinedTcpStream::new(sock)
                                 }
-                            }
-                        }));
-                    }
+                                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                                Some(ref _ssl) => unreachable!(),
+                            };
 
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                            halves.map(|(read, write)| reactor::Conn::new(read, write, remote_addr))
+                        }
+                        Err(e) => Err(e),
+                    };
+
+                    match new_client {
+                        Ok(conn) => {
+                            next_token += 1;
+                            let fd = conn.fd();
+                            conns.lock().unwrap().insert(next_token, conn);
+                            if let Err(e) = epoll.add(fd, next_token) {
+                                log::error!("Error watching a new client: {}", e);
+                                conns.lock().unwrap().remove(&next_token);
+                            }
+                        }
+
+                        Err(e) => {
+                            log::error!("Error accepting new client: {}", e);
+                            inside_messages.push(e.into());
+                            break;
+                        }
                     }
                 }
-            }
-            log::debug!("Terminating accept thread");
-        });
+                log::debug!("Terminating accept thread");
+            })
+            .map_err(thread_error)?;
 
         // result
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            _reader_wake: reader_wake,
         })
     }
 

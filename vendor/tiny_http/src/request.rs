@@ -73,6 +73,27 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // hello-path-rs patch 8: if Some, `respond` hands the answer to the writer thread
+    outbox: Option<Outbox>,
+}
+
+/// hello-path-rs patch 8: the answers `respond` hands to the server's writer thread, each
+/// with the connection's writer for that request (answered in request order per connection,
+/// as hello-path-rs's single loop does, the writer never waits for an earlier answer).
+pub(crate) type Outbox = Sender<(Vec<u8>, Box<dyn Write + Send + 'static>)>;
+
+/// hello-path-rs patch 8: the writer thread. A send to a client that does not read blocks it
+/// at most the socket's send timeout (`refined_tcp_stream.rs`), never the application.
+pub(crate) fn write_answers(
+    answers: std::sync::mpsc::Receiver<(Vec<u8>, Box<dyn Write + Send + 'static>)>,
+) {
+    for (bytes, mut writer) in answers {
+        if writer.write_all(&bytes).is_ok() {
+            writer.flush().ok();
+        }
+        // dropping the writer lets the connection's next answer go
+    }
 }
 
 struct NotifyOnDrop<R> {
@@ -137,6 +158,36 @@ fn read_body<R: Read>(source: &mut R, len: usize) -> Result<Vec<u8>, RequestCrea
         offset += read;
     }
     Ok(buffer)
+}
+
+/// hello-path-rs patch 8: a request parsed whole by the reader thread (`reactor.rs`), its
+/// body (if any) already read.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn from_parts(
+    method: Method,
+    path: String,
+    version: HTTPVersion,
+    headers: Vec<Header>,
+    remote_addr: Option<SocketAddr>,
+    body_length: Option<usize>,
+    data_reader: Box<dyn Read + Send + 'static>,
+    response_writer: Box<dyn Write + Send + 'static>,
+    outbox: Outbox,
+) -> Request {
+    Request {
+        outbox: Some(outbox),
+        data_reader: Some(data_reader),
+        response_writer: Some(response_writer),
+        remote_addr,
+        secure: false,
+        method,
+        path,
+        http_version: version,
+        headers,
+        body_length,
+        must_send_continue: false,
+        notify_when_responded: None,
+    }
 }
 
 impl From<IoError> for RequestCreationError {
@@ -271,6 +322,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        outbox: None,
     })
 }
 
@@ -480,6 +532,21 @@ impl Request {
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
+
+        if let Some(outbox) = &self.outbox {
+            // the whole answer, handed to the writer thread
+            let mut bytes = Vec::with_capacity(256);
+            response.raw_print(
+                &mut bytes,
+                self.http_version.clone(),
+                &self.headers,
+                do_not_send_body,
+                None,
+            )?;
+            return outbox
+                .send((bytes, writer))
+                .map_err(|_| IoError::new(ErrorKind::BrokenPipe, "the writer thread has ended"));
+        }
 
         Self::ignore_client_closing_errors(response.raw_print(
             writer.by_ref(),

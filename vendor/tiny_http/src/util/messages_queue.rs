@@ -48,6 +48,19 @@ where
         }
     }
 
+    /// hello-path-rs patch 8: pushes every element of `values` at once (one lock, one
+    /// wake-up), emptying it.
+    pub fn push_all(&self, values: &mut Vec<T>) {
+        if values.is_empty() {
+            return;
+        }
+        let mut queue = self.queue.lock().unwrap();
+        queue.items.extend(values.drain(..).map(Control::Elem));
+        if queue.waiting > 0 {
+            self.condvar.notify_one();
+        }
+    }
+
     /// Unblock one thread stuck in pop loop.
     pub fn unblock(&self) {
         let mut queue = self.queue.lock().unwrap();

@@ -134,6 +134,18 @@ impl RefinedTcpStream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }
+
+    /// hello-path-rs patch 8: the descriptor, for the reader thread's epoll.
+    pub(crate) fn raw_fd(&self) -> std::os::unix::io::RawFd {
+        use std::os::unix::io::AsRawFd;
+        match &self.stream {
+            Stream::Http(crate::connection::Connection::Tcp(s)) => s.as_raw_fd(),
+            #[cfg(unix)]
+            Stream::Http(crate::connection::Connection::Unix(s)) => s.as_raw_fd(),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => unimplemented!("HTTPS is not supported by the reader thread"),
+        }
+    }
 }
 
 impl Drop for RefinedTcpStream {

@@ -1,43 +1,9 @@
 use std::io::Result as IoResult;
-use std::io::{Read, Write};
+use std::io::Write;
 
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
-
-use std::mem;
-
-pub struct SequentialReaderBuilder<R>
-where
-    R: Read + Send,
-{
-    inner: SequentialReaderBuilderInner<R>,
-}
-
-enum SequentialReaderBuilderInner<R>
-where
-    R: Read + Send,
-{
-    First(R),
-    NotFirst(Receiver<R>),
-}
-
-pub struct SequentialReader<R>
-where
-    R: Read + Send,
-{
-    inner: SequentialReaderInner<R>,
-    next: Sender<R>,
-}
-
-enum SequentialReaderInner<R>
-where
-    R: Read + Send,
-{
-    MyTurn(R),
-    Waiting(Receiver<R>),
-    Empty,
-}
 
 pub struct SequentialWriterBuilder<W>
 where
@@ -56,41 +22,11 @@ where
     on_finish: Sender<()>,
 }
 
-impl<R: Read + Send> SequentialReaderBuilder<R> {
-    pub fn new(reader: R) -> SequentialReaderBuilder<R> {
-        SequentialReaderBuilder {
-            inner: SequentialReaderBuilderInner::First(reader),
-        }
-    }
-}
-
 impl<W: Write + Send> SequentialWriterBuilder<W> {
     pub fn new(writer: W) -> SequentialWriterBuilder<W> {
         SequentialWriterBuilder {
             writer: Arc::new(Mutex::new(writer)),
             next_trigger: None,
-        }
-    }
-}
-
-impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
-    type Item = SequentialReader<R>;
-
-    fn next(&mut self) -> Option<SequentialReader<R>> {
-        let (tx, rx) = channel();
-
-        let inner = mem::replace(&mut self.inner, SequentialReaderBuilderInner::NotFirst(rx));
-
-        match inner {
-            SequentialReaderBuilderInner::First(reader) => Some(SequentialReader {
-                inner: SequentialReaderInner::MyTurn(reader),
-                next: tx,
-            }),
-
-            SequentialReaderBuilderInner::NotFirst(previous) => Some(SequentialReader {
-                inner: SequentialReaderInner::Waiting(previous),
-                next: tx,
-            }),
         }
     }
 }
@@ -110,33 +46,17 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     }
 }
 
-impl<R: Read + Send> Read for SequentialReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        let mut reader = match self.inner {
-            SequentialReaderInner::MyTurn(ref mut reader) => return reader.read(buf),
-            SequentialReaderInner::Waiting(ref mut recv) => recv.recv().unwrap(),
-            SequentialReaderInner::Empty => unreachable!(),
-        };
-
-        let result = reader.read(buf);
-        self.inner = SequentialReaderInner::MyTurn(reader);
-        result
-    }
-}
-
-// hello-path-rs patch 4: direct access to a buffered reader, for reading header lines with
-// `read_until` instead of one byte at a time through `Read`.
-impl<R: Read + Send> SequentialReader<R> {
-    /// Waits for this reader's turn (like `read` does), then lends the inner reader.
-    pub fn turn(&mut self) -> &mut R {
-        if let SequentialReaderInner::Waiting(ref mut recv) = self.inner {
-            let reader = recv.recv().unwrap();
-            self.inner = SequentialReaderInner::MyTurn(reader);
-        }
-        match self.inner {
-            SequentialReaderInner::MyTurn(ref mut reader) => reader,
-            // `Empty` only exists while the reader is being dropped
-            _ => unreachable!(),
+impl<W: Write + Send> SequentialWriter<W> {
+    /// hello-path-rs patch 8: true when the answers before this one are written (a write now
+    /// would not wait).
+    pub fn is_ready(&mut self) -> bool {
+        match self.trigger.as_mut().map(|t| t.try_recv()) {
+            None => true,
+            Some(Ok(())) | Some(Err(std::sync::mpsc::TryRecvError::Disconnected)) => {
+                self.trigger = None;
+                true
+            }
+            Some(Err(std::sync::mpsc::TryRecvError::Empty)) => false,
         }
     }
 }
@@ -158,26 +78,6 @@ impl<W: Write + Send> Write for SequentialWriter<W> {
         self.trigger = None;
 
         self.writer.lock().unwrap().flush()
-    }
-}
-
-impl<R> Drop for SequentialReader<R>
-where
-    R: Read + Send,
-{
-    fn drop(&mut self) {
-        let inner = mem::replace(&mut self.inner, SequentialReaderInner::Empty);
-
-        match inner {
-            SequentialReaderInner::MyTurn(reader) => {
-                self.next.send(reader).ok();
-            }
-            SequentialReaderInner::Waiting(recv) => {
-                let reader = recv.recv().unwrap();
-                self.next.send(reader).ok();
-            }
-            SequentialReaderInner::Empty => (),
-        }
     }
 }
 
