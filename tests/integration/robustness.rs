@@ -138,23 +138,27 @@ fn a_pids_limit_does_not_limit_connections() {
     assert!(p.is_running());
 }
 
-/// Threads the server cannot start at all (a pids limit of 2): one clear line, exit 1.
+/// Threads the server cannot start at all (a pids limit of 2, then 3: tiny_http's accept
+/// thread, then its reader): one clear line, exit 1 — never a server that accepts and does
+/// not answer.
 #[test]
 fn no_thread_to_start_is_one_clear_error() {
-    let mut p = Proc::spawn_cmd(
-        as_nobody_with_nproc(2),
-        &["--listen-addr", "127.0.0.1:0", "--mysecret", "4321"],
-        &[],
-    );
-    let (status, _) = p.wait_exit(WAIT);
-    assert_eq!(status.code(), Some(1), "{:?}", p.stdout());
-    let err = p.stderr();
-    assert!(
-        err.len() == 1
-            && err[0].starts_with("hello-path-rs: error: cannot listen on 127.0.0.1:0: ")
-            && err[0].contains("cannot start a thread"),
-        "{err:?}"
-    );
+    for n in [2, 3] {
+        let mut p = Proc::spawn_cmd(
+            as_nobody_with_nproc(n),
+            &["--listen-addr", "127.0.0.1:0", "--mysecret", "4321"],
+            &[],
+        );
+        let (status, _) = p.wait_exit(WAIT);
+        assert_eq!(status.code(), Some(1), "nproc {n}: {:?}", p.stdout());
+        let err = p.stderr();
+        assert!(
+            err.len() == 1
+                && err[0].starts_with("hello-path-rs: error: ")
+                && err[0].contains("cannot start a thread"),
+            "nproc {n}: {err:?}"
+        );
+    }
 }
 
 /// Any panic ends the process with status 1 and one line, never a live process with a dead

@@ -317,29 +317,21 @@ impl Server {
         let messages = MessagesQueue::with_capacity(8);
 
         // hello-path-rs patch 8: one reader thread reads every connection (reactor.rs); the
-        // accept thread hands it the connections it accepts.
-        let epoll = Arc::new(reactor::Epoll::new()?);
-        let conns: reactor::Conns = Arc::new(std::sync::Mutex::new(Default::default()));
+        // accept thread hands it the connections it accepts. The epoll instance, the reader
+        // and the writer are set up by the accept thread, off the caller's path (a server
+        // answers sooner after start); one it cannot start is a panic there, which
+        // hello-path-rs turns into exit 1, never a server that accepts and never answers.
         let (reader_wake, wake) = std::os::unix::net::UnixStream::pair()?;
-        // ... and one writer thread writes the answers the application gives (`respond`)
-        let (outbox, answers) = mpsc::channel();
-        thread::Builder::new()
-            .name("tiny-http-writer".into())
-            .spawn(move || request::write_answers(answers))
-            .map_err(thread_error)?;
-        {
-            let (epoll, conns, messages) = (epoll.clone(), conns.clone(), messages.clone());
-            thread::Builder::new()
-                .name("tiny-http-reader".into())
-                .spawn(move || reactor::run(epoll, conns, wake, messages, outbox))
-                .map_err(thread_error)?;
-        }
+        // (descriptors are taken here, where running out of them is an error to return)
+        let epoll = reactor::Epoll::new()?;
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
         thread::Builder::new()
             .name("tiny-http-accept".into())
             .spawn(move || {
+                let (epoll, conns) = reactor::start(epoll, wake, inside_messages.clone())
+                    .unwrap_or_else(|e| panic!("tiny_http cannot start its reader: {}", e));
                 let mut next_token: u64 = 0;
 
                 log::debug!("Running accept thread");

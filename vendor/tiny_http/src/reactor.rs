@@ -508,9 +508,31 @@ fn dechunk(buf: &[u8]) -> Dechunked {
 /// reader thread.
 pub(crate) type Conns = Arc<Mutex<HashMap<u64, Conn>>>;
 
+/// Starts the writer and the reader thread of a server; returns the reader's epoll
+/// instance and connection table, for the accept thread to add connections to.
+pub(crate) fn start(
+    epoll: Epoll,
+    wake: std::os::unix::net::UnixStream,
+    messages: Arc<MessagesQueue<Message>>,
+) -> io::Result<(Arc<Epoll>, Conns)> {
+    let epoll = Arc::new(epoll);
+    let conns: Conns = Arc::new(Mutex::new(HashMap::new()));
+    let (outbox, answers) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("tiny-http-writer".into())
+        .spawn(move || request::write_answers(answers))
+        .map_err(crate::thread_error)?;
+    let (e, c) = (epoll.clone(), conns.clone());
+    std::thread::Builder::new()
+        .name("tiny-http-reader".into())
+        .spawn(move || run(e, c, wake, messages, outbox))
+        .map_err(crate::thread_error)?;
+    Ok((epoll, conns))
+}
+
 /// The reader thread: until `wake` says the `Server` is gone, reads every connection that
 /// has data and queues its requests.
-pub(crate) fn run(
+fn run(
     epoll: Arc<Epoll>,
     conns: Conns,
     wake: std::os::unix::net::UnixStream,
