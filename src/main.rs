@@ -136,10 +136,10 @@ fn init_logging() {
         .init();
 }
 
-/// A panic in any thread ends the process with status 1 and one log line. A panic in
-/// tiny_http's accept thread (it still panics when it cannot start a single worker thread)
-/// would otherwise leave a live process with a dead listener, which the kubelet never
-/// restarts; `panic = "abort"` alone covers release builds only, and exits by a signal.
+/// A panic in any thread ends the process with status 1 and one log line. A panic in one of
+/// tiny_http's threads would otherwise leave a live process with a dead listener, which the
+/// kubelet never restarts; `panic = "abort"` alone covers release builds only, and exits
+/// by a signal. (A log line that cannot be written, stdout gone, is such a panic.)
 fn exit_on_panic() {
     std::panic::set_hook(Box::new(|info| {
         let what = info.to_string().replace('\n', " ");

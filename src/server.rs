@@ -106,10 +106,10 @@ impl Listener {
 
     /// Starts a new accept thread on the spare handle, once descriptors are free again.
     ///
-    /// The headroom matters: tiny_http needs a second descriptor for every connection it
-    /// accepts and panics when it cannot get one (which ends the process, see main.rs), so
-    /// restarting while the table is still full would trade a recoverable `accept()` error
-    /// for an exit.
+    /// The headroom matters: a new server needs descriptors of its own (its epoll instance
+    /// and wake-up socket) and tiny_http a second one for every connection it accepts (it
+    /// drops a connection that cannot get it and ends the accept loop again), so restarting
+    /// while the table is still full would only fail again.
     fn restart(&mut self) {
         let started = self
             .headroom()
