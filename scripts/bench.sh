@@ -465,19 +465,28 @@ wrk_once() {
   local side=$1 mode=$2 conns=$3 port=$4 pid=$5 floor=$6 out rps p99 requests cpu0 main0 cpu1 main1
   local -a cmd=(wrk -t2 "-c${conns}" "-d${WRK_SECONDS}s" --latency "http://127.0.0.1:${port}/test")
   record_cmd "${cmd[*]}"
-  # tiny_http's idle pool threads (they end 5 s after their connection) make a burst of new
-  # connections starve (see bench/RESULTS.md): start each run of ours without them.
+  # Start each run of ours with its base threads only (tiny_http used to keep idle pool
+  # threads, whose presence changed how a burst of connections was served; since its
+  # patch 8 there are none and this returns at once).
   if [[ "${side}" == rs ]]; then py settle "${pid}" "${floor}" >/dev/null; fi
   read -r cpu0 main0 < <(py cpu "${pid}") || { fail "${side} ${mode} server is gone before wrk c${conns}"; return 0; }
   # Connections that never get an answer during the run are starved: wrk's figures then
   # describe the other connections only.
-  py starved "${port}" "${WRK_SECONDS}" >"${WORK}/starved.txt" &
+  rm -f "${WORK}/ready-starved" "${WORK}/ready-switches"
+  py starved "${port}" "${WRK_SECONDS}" "${WORK}/ready-starved" >"${WORK}/starved.txt" &
   local watcher=$!
   PIDS+=("${watcher}")
-  # Context switches: tiny_http wakes a connection thread for every request.
-  py switches "${pid}" "${WRK_SECONDS}" >"${WORK}/switches.txt" &
+  # Context switches per request (all the server's threads).
+  py switches "${pid}" "${WRK_SECONDS}" "${WORK}/ready-switches" >"${WORK}/switches.txt" &
   local switcher=$!
   PIDS+=("${switcher}")
+  # Both watchers loaded before wrk starts: two Python start-ups during the run's first
+  # tenth of a second doubled our p99 at 100 connections (1.7 -> 3-4 ms).
+  local waited=0
+  while [[ ! -e "${WORK}/ready-starved" || ! -e "${WORK}/ready-switches" ]] && ((waited < 100)); do
+    sleep 0.05
+    waited=$((waited + 1))
+  done
   out=$(timeout $((WRK_SECONDS + 20)) "${cmd[@]}" 2>&1) || out="wrk failed: ${out}"
   if wait "${watcher}"; then
     sample "starved_c${conns}_${mode}" "${side}" "$(<"${WORK}/starved.txt")"
@@ -1284,10 +1293,18 @@ def cmd_cause(logfile):
     return 0
 
 
-def cmd_starved(port, seconds):
+def ready(path):
+    """Says this watcher has started (its interpreter loaded): the bench starts wrk only
+    then, so that starting Python does not compete with the measured run."""
+    if path:
+        open(path, "w").close()
+
+
+def cmd_starved(port, seconds, ready_file=None):
     """At 3/4 of a run lasting `seconds`: the established server-side sockets on `port` that
     have never sent a byte (no bytes_acked in `ss -i`), i.e. connections never answered.
     Prints nothing when ss (iproute2) is missing."""
+    ready(ready_file)
     if not shutil.which("ss"):
         return 1
     time.sleep(float(seconds) * 0.75)
@@ -1298,9 +1315,10 @@ def cmd_starved(port, seconds):
     return 0
 
 
-def cmd_switches(pid, seconds):
+def cmd_switches(pid, seconds, ready_file=None):
     """Context switches per second of all the server's threads over the middle half of a run
-    lasting `seconds` (its connection threads are alive then: wrk keeps its connections)."""
+    lasting `seconds`."""
+    ready(ready_file)
     pid, secs = int(pid), float(seconds)
     time.sleep(secs * 0.25)
     t0, n0 = time.monotonic(), switches(pid)
