@@ -348,6 +348,17 @@ fn request_bodies_never_block_or_stop_the_loop() {
         ],
         "{text:?}"
     );
+    // a chunked body in pieces, its last chunk a few bytes after the others
+    let mut chunked = connect();
+    for piece in [
+        &b"POST /pieces HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        b"5\r\nhello\r\n",
+        b"0\r\n\r\n",
+    ] {
+        chunked.write_all(piece).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(read_answer(&mut chunked).ends_with("hello from /pieces\n"));
     drop(short);
     assert!(p.is_running());
 }

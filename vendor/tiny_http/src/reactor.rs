@@ -308,8 +308,14 @@ impl Conn {
         let (body, consumed): (Option<Vec<u8>>, usize) = if upgrade {
             (None, body_start) // what follows is no longer HTTP: reading stops here
         } else if chunked {
-            if self.chunked_tried != 0 && self.buf.len() < self.chunked_tried + 1024 {
-                return Parsed::Incomplete; // decoded again once 1 KiB more has arrived
+            // decoded again once 1 KiB more has arrived, or when what arrived may end it (a
+            // chunked body ends with an empty line): a body trickling in is not decoded from
+            // its start for every byte
+            if self.chunked_tried != 0
+                && self.buf.len() < self.chunked_tried + 1024
+                && !self.buf.ends_with(b"\r\n\r\n")
+            {
+                return Parsed::Incomplete;
             }
             match dechunk(&self.buf[body_start..]) {
                 Dechunked::Done(body, used) => (Some(body), body_start + used),
