@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use ascii::AsciiString;
 
 use crate::client::parse_request_line;
-use crate::common::{HTTPVersion, Header, Method, StatusCode};
+use crate::common::{HTTPVersion, Header, StatusCode};
 use crate::request::{self, Outbox, Request, MAX_BODY};
 use crate::util::{MessagesQueue, RefinedTcpStream, SequentialWriter, SequentialWriterBuilder};
 use crate::{own_answer, Message, Response};
@@ -147,8 +147,8 @@ pub(crate) mod sys {
 
 /// A connection as the reader sees it.
 pub(crate) struct Conn {
-    /// The read half; dropping it shuts reading down.
-    read: RefinedTcpStream,
+    /// The read half, held for its drop (which shuts reading down); read through `fd`.
+    _read: RefinedTcpStream,
     fd: RawFd,
     /// The writers of the answers, in request order.
     sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
@@ -174,7 +174,7 @@ impl Conn {
     ) -> Conn {
         let fd = read.raw_fd();
         Conn {
-            read,
+            _read: read,
             fd,
             sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write)),
             remote_addr,

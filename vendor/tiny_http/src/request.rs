@@ -266,7 +266,7 @@ where
     // a `100 Continue` is sent before the body is read (in order, after the answers to
     // earlier requests on this connection: the writer waits for them)
     let mut writer = writer;
-    let mut send_continue = |writer: &mut W| -> Result<(), RequestCreationError> {
+    let send_continue = |writer: &mut W| -> Result<(), RequestCreationError> {
         if expects_continue {
             writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
             writer.flush()?;
@@ -567,11 +567,6 @@ impl Request {
             ErrorKind::ConnectionReset => Ok(()),
             _ => Err(err),
         })
-    }
-
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
-        self.notify_when_responded = Some(sender);
-        self
     }
 }
 
