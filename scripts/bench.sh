@@ -460,15 +460,11 @@ measure_idle_and_keepalive() {
   done
 }
 
-# wrk_once SIDE MODE CONNS PORT PID THREADS_FLOOR
+# wrk_once SIDE MODE CONNS PORT PID
 wrk_once() {
-  local side=$1 mode=$2 conns=$3 port=$4 pid=$5 floor=$6 out rps p99 requests cpu0 main0 cpu1 main1
+  local side=$1 mode=$2 conns=$3 port=$4 pid=$5 out rps p99 requests cpu0 main0 cpu1 main1
   local -a cmd=(wrk -t2 "-c${conns}" "-d${WRK_SECONDS}s" --latency "http://127.0.0.1:${port}/test")
   record_cmd "${cmd[*]}"
-  # Start each run of ours with its base threads only (tiny_http used to keep idle pool
-  # threads, whose presence changed how a burst of connections was served; since its
-  # patch 8 there are none and this returns at once).
-  if [[ "${side}" == rs ]]; then py settle "${pid}" "${floor}" >/dev/null; fi
   read -r cpu0 main0 < <(py cpu "${pid}") || { fail "${side} ${mode} server is gone before wrk c${conns}"; return 0; }
   # Connections that never get an answer during the run are starved: wrk's figures then
   # describe the other connections only.
@@ -537,7 +533,6 @@ measure_wrk() {
       spawn "${side}" "wrk-${side}-${mode}" "${port}" "${extra[@]}" || { fail "wrk server ${side} ${mode}"; continue; }
       port_of["${side}-${mode}"]=${port}
       port_of["${side}-${mode}-pid"]=${LAST_PID}
-      port_of["${side}-${mode}-floor"]=$(py threads "${LAST_PID}")
       # Warm-up: threads, connections, page cache of the log file (not worth it in --quick).
       if [[ "${QUICK}" == false ]]; then
         timeout 20 wrk -t2 -c100 -d1s "http://127.0.0.1:${port}/test" >/dev/null 2>&1 || true
@@ -551,14 +546,13 @@ measure_wrk() {
         for side in $(sides); do
           [[ -n "${port_of[${side}-${mode}]:-}" ]] || continue
           wrk_once "${side}" "${mode}" "${conns}" "${port_of[${side}-${mode}]}" \
-            "${port_of[${side}-${mode}-pid]}" "${port_of[${side}-${mode}-floor]}"
+            "${port_of[${side}-${mode}-pid]}"
         done
       done
     done
   done
   local key
   for key in "${!port_of[@]}"; do
-    [[ "${key}" == *-floor ]] && continue
     [[ "${key}" == *-pid ]] && stop "${port_of[${key}]}"
   done
   return 0
@@ -1031,11 +1025,6 @@ def settle(pid, floor, limit=8.0):
             break
         time.sleep(0.1)
     return time.monotonic() - t0
-
-
-def cmd_settle(pid, floor):
-    print(f"{settle(int(pid), int(floor)):.1f}")
-    return 0
 
 
 def open_and_count(port, n, seconds):
