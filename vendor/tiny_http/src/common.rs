@@ -178,22 +178,6 @@ impl Header {
     }
 }
 
-impl FromStr for Header {
-    type Err = ();
-
-    fn from_str(input: &str) -> Result<Header, ()> {
-        let mut elems = input.splitn(2, ':');
-
-        let field = elems.next().and_then(|f| f.parse().ok()).ok_or(())?;
-        let value = elems
-            .next()
-            .and_then(|v| AsciiString::from_ascii(v.trim()).ok())
-            .ok_or(())?;
-
-        Ok(Header { field, value })
-    }
-}
-
 impl Display for Header {
     fn fmt(&self, formatter: &mut Formatter<'_>) -> Result<(), fmt::Error> {
         write!(formatter, "{}: {}", self.field, self.value.as_str())
@@ -395,46 +379,13 @@ impl From<(u8, u8)> for HTTPVersion {
 
 #[cfg(test)]
 mod test {
-    use super::Header;
     use httpdate::HttpDate;
     use std::time::{Duration, SystemTime};
-
-    #[test]
-    fn test_parse_header() {
-        let header: Header = "Content-Type: text/html".parse().unwrap();
-
-        assert!(header.field.equiv(&"content-type"));
-        assert!(header.value.as_str() == "text/html");
-
-        assert!("hello world".parse::<Header>().is_err());
-    }
 
     #[test]
     fn formats_date_correctly() {
         let http_date = HttpDate::from(SystemTime::UNIX_EPOCH + Duration::from_secs(420895020));
 
         assert_eq!(http_date.to_string(), "Wed, 04 May 1983 11:17:00 GMT")
-    }
-
-    #[test]
-    fn test_parse_header_with_doublecolon() {
-        let header: Header = "Time: 20: 34".parse().unwrap();
-
-        assert!(header.field.equiv(&"time"));
-        assert!(header.value.as_str() == "20: 34");
-    }
-
-    // This tests reslstance to RUSTSEC-2020-0031: "HTTP Request smuggling
-    // through malformed Transfer Encoding headers"
-    // (https://rustsec.org/advisories/RUSTSEC-2020-0031.html).
-    #[test]
-    fn test_strict_headers() {
-        assert!("Transfer-Encoding : chunked".parse::<Header>().is_err());
-        assert!(" Transfer-Encoding: chunked".parse::<Header>().is_err());
-        assert!("Transfer Encoding: chunked".parse::<Header>().is_err());
-        assert!(" Transfer\tEncoding : chunked".parse::<Header>().is_err());
-        assert!("Transfer-Encoding: chunked".parse::<Header>().is_ok());
-        assert!("Transfer-Encoding: chunked ".parse::<Header>().is_ok());
-        assert!("Transfer-Encoding:   chunked ".parse::<Header>().is_ok());
     }
 }

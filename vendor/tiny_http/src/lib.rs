@@ -112,9 +112,9 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use reactor::ServerOptions;
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
-pub use test::TestRequest;
 
 // hello-path-rs patch 5: the answers tiny_http writes itself (400 for a malformed request,
 // 408, 417, 505, and 500 for a request dropped unanswered) never reach the application, so
@@ -145,14 +145,12 @@ fn thread_error(e: IoError) -> IoError {
     IoError::new(e.kind(), format!("cannot start a thread: {}", e))
 }
 
-mod client;
 mod common;
 mod connection;
 mod reactor;
 mod request;
 mod response;
 mod ssl;
-mod test;
 mod util;
 
 /// The main class of this library.
@@ -276,6 +274,15 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with(listener, ssl_config, ServerOptions::default())
+    }
+
+    /// hello-path-rs patch 9: `from_listener`, with the timeouts of its connections.
+    pub fn from_listener_with<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        options: ServerOptions,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -329,7 +336,7 @@ impl Server {
         thread::Builder::new()
             .name("tiny-http-accept".into())
             .spawn(move || {
-                let (epoll, conns) = reactor::start(epoll, wake, inside_messages.clone())
+                let (epoll, conns) = reactor::start(epoll, wake, inside_messages.clone(), options)
                     .unwrap_or_else(|e| panic!("tiny_http cannot start its reader: {}", e));
                 let mut next_token: u64 = 0;
 

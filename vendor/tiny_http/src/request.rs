@@ -1,14 +1,13 @@
 use std::io::Error as IoError;
-use std::io::{self, Cursor, ErrorKind, Read, Write};
+use std::io::{BufWriter, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
+use crate::util::{RefinedTcpStream, SequentialWriter};
+use crate::{HTTPVersion, Header, Method, Response};
 
 /// Represents an HTTP request made by a client.
 ///
@@ -25,38 +24,22 @@ use chunked_transfer::Decoder;
 /// Tiny-http automatically reorders the responses so that you don't need to worry about the order
 /// in which you call `respond` or `into_writer`.
 ///
-/// This mechanic is disabled if:
-///
-///  - The body of a request is large enough (handling requires pipelining requires storing the
-///    body of the request in a buffer ; if the body is too big, tiny-http will avoid doing that)
-///  - A request sends a `Expect: 100-continue` header (which means that the client waits to
-///    know whether its body will be processed before sending it)
-///  - A request sends a `Connection: close` header or `Connection: upgrade` header (used for
-///    websockets), which indicates that this is the last request that will be received on this
-///    connection
+/// hello-path-rs patch 9: after a request with `Connection: close` (or an HTTP/1.0 one
+/// without `keep-alive`), nothing more is read from its connection as a request.
 ///
 /// # Automatic cleanup
 ///
 /// If a `Request` object is destroyed without `into_writer` or `respond` being called,
 /// an empty response with a 500 status code (internal server error) will automatically be
 /// sent back to the client.
-/// This means that if your code fails during the handling of a request, this "internal server
-/// error" response will automatically be sent during the stack unwinding.
-///
-/// # Testing
-///
-/// If you want to build fake requests to test your server, use [`TestRequest`](crate::test::TestRequest).
 pub struct Request {
     // where to read the body from
     data_reader: Option<Box<dyn Read + Send + 'static>>,
 
     // if this writer is empty, then the request has been answered
-    response_writer: Option<Box<dyn Write + Send + 'static>>,
+    response_writer: Option<Writer>,
 
     remote_addr: Option<SocketAddr>,
-
-    // true if HTTPS, false if HTTP
-    secure: bool,
 
     method: Method,
 
@@ -68,97 +51,84 @@ pub struct Request {
 
     body_length: Option<usize>,
 
-    // true if a `100 Continue` response must be sent when `as_reader()` is called
-    must_send_continue: bool,
+    // hello-path-rs patch 8: `respond` hands the answer to the writer thread
+    outbox: Outbox,
 
-    // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
-
-    // hello-path-rs patch 8: if Some, `respond` hands the answer to the writer thread
-    outbox: Option<Outbox>,
+    // hello-path-rs patch 9: what the answer says of the connection
+    persistence: Persistence,
 }
 
-/// hello-path-rs patch 8: the answers `respond` hands to the server's writer thread, each
-/// with the connection's writer for that request (answered in request order per connection,
-/// as hello-path-rs's single loop does, the writer never waits for an earlier answer).
-pub(crate) type Outbox = Sender<(Vec<u8>, Box<dyn Write + Send + 'static>)>;
+/// hello-path-rs patch 9: whether the connection goes on after a request's answer (RFC 9112
+/// §9.3), and so what the answer's `Connection` header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Persistence {
+    /// HTTP/1.1 persistence: no `Connection` header.
+    Default,
+    /// An HTTP/1.0 request that asked to persist: `Connection: keep-alive`.
+    KeepAlive10,
+    /// The connection ends after this answer: `Connection: close`.
+    Close,
+}
+
+/// The writer of one answer on its connection (answers are written in request order).
+pub(crate) type Writer = SequentialWriter<BufWriter<RefinedTcpStream>>;
+
+/// hello-path-rs patch 8: an answer for the writer thread, with the connection's writer for
+/// that request. Patch 9: `close`, the connection's sending side is shut down after it.
+pub(crate) struct Answer {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) writer: Writer,
+    pub(crate) close: bool,
+}
+
+/// hello-path-rs patch 8: the answers `respond` hands to the server's writer thread (answered
+/// in request order per connection, as hello-path-rs's single loop does, the writer never
+/// waits for an earlier answer).
+pub(crate) type Outbox = Sender<Answer>;
 
 /// hello-path-rs patch 8: the writer thread. A send to a client that does not read blocks it
 /// at most the socket's send timeout (`refined_tcp_stream.rs`), never the application.
-pub(crate) fn write_answers(
-    answers: std::sync::mpsc::Receiver<(Vec<u8>, Box<dyn Write + Send + 'static>)>,
-) {
-    for (bytes, mut writer) in answers {
-        if writer.write_all(&bytes).is_ok() {
-            writer.flush().ok();
+///
+/// Patch 9: it never waits for an answer's turn either. An answer can arrive before the
+/// one it follows on its connection (the reader refuses a pipelined request while the
+/// application is still answering the one before it): such an answer is parked, and
+/// written once the answer before it has been (waiting for it instead would wait forever,
+/// since that answer comes through this same thread).
+pub(crate) fn write_answers(answers: std::sync::mpsc::Receiver<Answer>) {
+    let mut parked: Vec<Answer> = Vec::new();
+    for answer in answers {
+        let mut next = Some(answer);
+        while let Some(mut answer) = next.take() {
+            if answer.writer.is_ready() {
+                write_answer(answer);
+                // its connection's next answer may be parked
+                next = parked
+                    .iter_mut()
+                    .position(|a| a.writer.is_ready())
+                    .map(|i| parked.swap_remove(i));
+            } else {
+                parked.push(answer);
+            }
         }
-        // dropping the writer lets the connection's next answer go
     }
 }
 
-struct NotifyOnDrop<R> {
-    sender: Sender<()>,
-    inner: R,
-}
-
-impl<R: Read> Read for NotifyOnDrop<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
+fn write_answer(mut answer: Answer) {
+    if answer.writer.write_all(&answer.bytes).is_ok() {
+        answer.writer.flush().ok();
     }
-}
-impl<R: Write> Write for NotifyOnDrop<R> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+    if answer.close {
+        // RFC 9112 §9.6: the sending side first; the reader reads on until the client
+        // closes too (see reactor.rs)
+        answer.writer.shutdown_write();
     }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-impl<R> Drop for NotifyOnDrop<R> {
-    fn drop(&mut self) {
-        self.sender.send(()).unwrap();
-    }
+    // dropping the writer lets the connection's next answer go
 }
 
-/// Error that can happen when building a `Request` object.
-#[derive(Debug)]
-pub enum RequestCreationError {
-    /// The client sent an `Expect` header that was not recognized by tiny-http.
-    ExpectationFailed,
-
-    /// Error while reading data from the socket during the creation of the `Request`.
-    CreationIoError(IoError),
-
-    /// hello-path-rs patch 6: the body is longer than `MAX_BODY` bytes.
-    TooLarge,
-}
-
-// hello-path-rs patch 6: a body of more than 1024 bytes (or one announced with
-// `Expect: 100-continue`, or chunked) was read lazily, and whatever the application left
-// unread was drained when it dropped the request — on the application's thread, into a
-// buffer of the announced size. `Content-Length: 2000` followed by a short body froze
-// hello-path-rs's single request loop until the client went away, and a huge
-// `Content-Length` panicked (capacity overflow). Bodies are now read whole on the
-// connection's own thread before the request is handed over, up to MAX_BODY bytes; a longer
-// one gets 413 and the connection is closed.
-/// Largest request body accepted, in bytes.
+/// hello-path-rs patch 6: bodies are read whole before the request is handed over (by the
+/// reader thread since patch 8), up to this many bytes; a longer one gets 413 and the
+/// connection is closed.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
-
-/// Reads exactly `len` bytes, failing on an early EOF.
-fn read_body<R: Read>(source: &mut R, len: usize) -> Result<Vec<u8>, RequestCreationError> {
-    let mut buffer = vec![0; len];
-    let mut offset = 0;
-    while offset != len {
-        let read = source.read(&mut buffer[offset..])?;
-        if read == 0 {
-            let info = "Connection has been closed before we received enough data";
-            let err = IoError::new(ErrorKind::ConnectionAborted, info);
-            return Err(RequestCreationError::CreationIoError(err));
-        }
-        offset += read;
-    }
-    Ok(buffer)
-}
 
 /// hello-path-rs patch 8: a request parsed whole by the reader thread (`reactor.rs`), its
 /// body (if any) already read.
@@ -171,166 +141,30 @@ pub(crate) fn from_parts(
     remote_addr: Option<SocketAddr>,
     body_length: Option<usize>,
     data_reader: Box<dyn Read + Send + 'static>,
-    response_writer: Box<dyn Write + Send + 'static>,
+    response_writer: Writer,
     outbox: Outbox,
+    persistence: Persistence,
 ) -> Request {
     Request {
-        outbox: Some(outbox),
+        outbox,
         data_reader: Some(data_reader),
         response_writer: Some(response_writer),
         remote_addr,
-        secure: false,
         method,
         path,
         http_version: version,
         headers,
         body_length,
-        must_send_continue: false,
-        notify_when_responded: None,
+        persistence,
     }
-}
-
-impl From<IoError> for RequestCreationError {
-    fn from(err: IoError) -> RequestCreationError {
-        RequestCreationError::CreationIoError(err)
-    }
-}
-
-/// Builds a new request.
-///
-/// After the request line and headers have been read from the socket, a new `Request` object
-/// is built.
-///
-/// You must pass a `Read` that will allow the `Request` object to read from the incoming data.
-/// It is the responsibility of the `Request` to read only the data of the request and not further.
-///
-/// The `Write` object will be used by the `Request` to write the response.
-#[allow(clippy::too_many_arguments)]
-pub fn new_request<R, W>(
-    secure: bool,
-    method: Method,
-    path: String,
-    version: HTTPVersion,
-    headers: Vec<Header>,
-    remote_addr: Option<SocketAddr>,
-    mut source_data: R,
-    writer: W,
-) -> Result<Request, RequestCreationError>
-where
-    R: Read + Send + 'static,
-    W: Write + Send + 'static,
-{
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
-
-    // true if the client sent a `Expect: 100-continue` header
-    let expects_continue = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Expect"))
-            .map(|h| h.value.as_str())
-        {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
-            _ => return Err(RequestCreationError::ExpectationFailed),
-        }
-    };
-
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
-    // a `100 Continue` is sent before the body is read (in order, after the answers to
-    // earlier requests on this connection: the writer waits for them)
-    let mut writer = writer;
-    let send_continue = |writer: &mut W| -> Result<(), RequestCreationError> {
-        if expects_continue {
-            writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-            writer.flush()?;
-        }
-        Ok(())
-    };
-
-    // the body, read whole here (see MAX_BODY)
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length > MAX_BODY {
-            return Err(RequestCreationError::TooLarge);
-        }
-        if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else {
-            send_continue(&mut writer)?;
-            let buffer = read_body(&mut source_data, content_length)?;
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        send_continue(&mut writer)?;
-        let mut buffer = Vec::new();
-        Decoder::new(&mut source_data)
-            .take(MAX_BODY as u64 + 1)
-            .read_to_end(&mut buffer)?;
-        if buffer.len() > MAX_BODY {
-            return Err(RequestCreationError::TooLarge);
-        }
-        Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-    } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-    };
-    // the 100 Continue, if any, has been sent (only an upgrade leaves it to `as_reader`)
-    let expects_continue = expects_continue && connection_upgrade;
-
-    Ok(Request {
-        data_reader: Some(reader),
-        response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
-        remote_addr,
-        secure,
-        method,
-        path,
-        http_version: version,
-        headers,
-        body_length: content_length,
-        must_send_continue: expects_continue,
-        notify_when_responded: None,
-        outbox: None,
-    })
 }
 
 impl Request {
-    /// Returns true if the request was made through HTTPS.
+    /// Returns true if the request was made through HTTPS (never: the reader thread serves
+    /// plain HTTP only).
     #[inline]
     pub fn secure(&self) -> bool {
-        self.secure
+        false
     }
 
     /// Returns the method requested by the client (eg. `GET`, `POST`, etc.).
@@ -378,86 +212,15 @@ impl Request {
         self.remote_addr.as_ref()
     }
 
-    /// Sends a response with a `Connection: upgrade` header, then turns the `Request` into a `Stream`.
-    ///
-    /// The main purpose of this function is to support websockets.
-    /// If you detect that the request wants to use some kind of protocol upgrade, you can
-    ///  call this function to obtain full control of the socket stream.
-    ///
-    /// If you call this on a non-websocket request, tiny-http will wait until this `Stream` object
-    ///  is destroyed before continuing to read or write on the socket. Therefore you should always
-    ///  destroy it as soon as possible.
-    pub fn upgrade<R: Read>(
-        mut self,
-        protocol: &str,
-        response: Response<R>,
-    ) -> Box<dyn ReadWrite + Send> {
-        use crate::util::CustomStream;
-
-        response
-            .raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                false,
-                Some(protocol),
-            )
-            .ok(); // TODO: unused result
-
-        self.response_writer.as_mut().unwrap().flush().ok(); // TODO: unused result
-
-        let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() {
-            let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
-            };
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        } else {
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        }
+    /// hello-path-rs patch 9: whether the connection ends after this request's answer.
+    pub(crate) fn persistence(&self) -> Persistence {
+        self.persistence
     }
 
-    /// Allows to read the body of the request.
-    ///
-    /// # Example
-    ///
-    /// ```no_run
-    /// # extern crate rustc_serialize;
-    /// # extern crate tiny_http;
-    /// # use rustc_serialize::json::Json;
-    /// # use std::io::Read;
-    /// # fn get_content_type(_: &tiny_http::Request) -> &'static str { "" }
-    /// # fn main() {
-    /// # let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
-    /// let mut request = server.recv().unwrap();
-    ///
-    /// if get_content_type(&request) == "application/json" {
-    ///     let mut content = String::new();
-    ///     request.as_reader().read_to_string(&mut content).unwrap();
-    ///     let json: Json = content.parse().unwrap();
-    /// }
-    /// # }
-    /// ```
-    ///
-    /// If the client sent a `Expect: 100-continue` header with the request, calling this
-    ///  function will send back a `100 Continue` response.
+    /// Allows to read the body of the request (read whole before the request was handed
+    /// over; a `100 Continue` asked for was sent then).
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
-        if self.must_send_continue {
-            let msg = Response::new_empty(StatusCode(100));
-            msg.raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                true,
-                None,
-            )
-            .ok();
-            self.response_writer.as_mut().unwrap().flush().ok();
-            self.must_send_continue = false;
-        }
-
         self.data_reader.as_mut().unwrap()
     }
 
@@ -473,100 +236,57 @@ impl Request {
     /// Therefore you should always destroy the `Writer` as soon as possible.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        let writer = self.extract_writer_impl();
-        if let Some(sender) = self.notify_when_responded.take() {
-            let writer = NotifyOnDrop {
-                sender,
-                inner: writer,
-            };
-            Box::new(writer) as Box<dyn Write + Send + 'static>
-        } else {
-            writer
-        }
+        Box::new(self.extract_writer_impl())
     }
 
-    /// Extract the response `Writer` object from the Request, dropping this `Writer` has the same side effects
-    /// as the object returned by `into_writer` above.
+    /// Extract the response `Writer` object from the Request.
     ///
     /// This may only be called once on a single request.
-    fn extract_writer_impl(&mut self) -> Box<dyn Write + Send + 'static> {
-        use std::mem;
-
-        assert!(self.response_writer.is_some());
-
-        let mut writer = None;
-        mem::swap(&mut self.response_writer, &mut writer);
-        writer.unwrap()
-    }
-
-    /// Extract the body `Reader` object from the Request.
-    ///
-    /// This may only be called once on a single request.
-    fn extract_reader_impl(&mut self) -> Box<dyn Read + Send + 'static> {
-        use std::mem;
-
-        assert!(self.data_reader.is_some());
-
-        let mut reader = None;
-        mem::swap(&mut self.data_reader, &mut reader);
-        reader.unwrap()
+    fn extract_writer_impl(&mut self) -> Writer {
+        self.response_writer
+            .take()
+            .expect("the writer is taken once")
     }
 
     /// Sends a response to this request.
+    ///
+    /// hello-path-rs patch 9: a response with a `Connection: close` header ends the
+    /// connection after it (its sending side is shut down once it is written).
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
-        let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
-        }
-        res
+        self.respond_impl(response)
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
-        let mut writer = self.extract_writer_impl();
-
+        let writer = self.extract_writer_impl();
         let do_not_send_body = self.method == Method::Head;
-
-        if let Some(outbox) = &self.outbox {
-            // the whole answer, handed to the writer thread
-            let mut bytes = Vec::with_capacity(256);
-            response.raw_print(
-                &mut bytes,
-                self.http_version.clone(),
-                &self.headers,
-                do_not_send_body,
-                None,
-            )?;
-            return outbox
-                .send((bytes, writer))
-                .map_err(|_| IoError::new(ErrorKind::BrokenPipe, "the writer thread has ended"));
-        }
-
-        Self::ignore_client_closing_errors(response.raw_print(
-            writer.by_ref(),
+        let persistence = if response.closes() {
+            Persistence::Close
+        } else {
+            self.persistence
+        };
+        // the whole answer, handed to the writer thread
+        let mut bytes = Vec::with_capacity(256);
+        response.print(
+            &mut bytes,
             self.http_version.clone(),
             &self.headers,
             do_not_send_body,
-            None,
-        ))?;
-
-        Self::ignore_client_closing_errors(writer.flush())
-    }
-
-    fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {
-        result.or_else(|err| match err.kind() {
-            ErrorKind::BrokenPipe => Ok(()),
-            ErrorKind::ConnectionAborted => Ok(()),
-            ErrorKind::ConnectionRefused => Ok(()),
-            ErrorKind::ConnectionReset => Ok(()),
-            _ => Err(err),
-        })
+            persistence,
+        )?;
+        self.outbox
+            .send(Answer {
+                bytes,
+                writer,
+                close: persistence == Persistence::Close,
+            })
+            .map_err(|_| IoError::new(ErrorKind::BrokenPipe, "the writer thread has ended"))
     }
 }
 
@@ -585,9 +305,6 @@ impl Drop for Request {
         if self.response_writer.is_some() {
             let response = crate::own_answer(Response::empty(500));
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
-            }
         }
     }
 }

@@ -1,4 +1,5 @@
 use crate::common::{HTTPVersion, Header, StatusCode};
+use crate::request::Persistence;
 use httpdate::HttpDate;
 use std::cmp::Ordering;
 use std::sync::mpsc::Receiver;
@@ -16,7 +17,8 @@ use std::time::SystemTime;
 /// Some headers cannot be changed. Trying to define the value
 /// of one of these will have no effect:
 ///
-///  - `Connection`
+///  - `Connection` (hello-path-rs patch 9: but `Connection: close` is honoured: the answer
+///    says so and the connection ends after it)
 ///  - `Trailer`
 ///  - `Transfer-Encoding`
 ///  - `Upgrade`
@@ -43,6 +45,8 @@ pub struct Response<R> {
     headers: Vec<Header>,
     data_length: Option<usize>,
     chunked_threshold: Option<usize>,
+    /// hello-path-rs patch 9: the application asked to end the connection after this.
+    close: bool,
 }
 
 /// A `Response` without a template parameter.
@@ -104,6 +108,24 @@ fn push_header(buf: &mut Vec<u8>, field: &[u8], value: &[u8]) {
     buf.extend_from_slice(b": ");
     buf.extend_from_slice(value);
     buf.extend_from_slice(b"\r\n");
+}
+
+/// hello-path-rs patch 9: the body in the chunked coding (RFC 9112 §7.1), one chunk per
+/// read of up to 8 KiB, then the last chunk (it replaces the `chunked_transfer` crate).
+fn write_chunked<R: Read, W: Write>(reader: &mut R, writer: &mut W) -> IoResult<()> {
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        write!(writer, "{:X}\r\n", n)?;
+        writer.write_all(&buf[..n])?;
+        writer.write_all(b"\r\n")?;
+    }
+    writer.write_all(b"0\r\n\r\n")
 }
 
 fn choose_transfer_encoding(
@@ -203,6 +225,7 @@ where
             headers: Vec::with_capacity(16),
             data_length,
             chunked_threshold: None,
+            close: false,
         };
 
         for h in headers {
@@ -251,9 +274,16 @@ where
     {
         let header = header.into();
 
-        // ignoring forbidden headers
-        if header.field.equiv("Connection")
-            || header.field.equiv("Trailer")
+        // ignoring forbidden headers (hello-path-rs patch 9: a "close" is remembered)
+        if header.field.equiv("Connection") {
+            self.close |= header
+                .value
+                .as_str()
+                .split(',')
+                .any(|o| o.trim().eq_ignore_ascii_case("close"));
+            return;
+        }
+        if header.field.equiv("Trailer")
             || header.field.equiv("Transfer-Encoding")
             || header.field.equiv("Upgrade")
         {
@@ -316,6 +346,7 @@ where
             status_code: self.status_code,
             data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 
@@ -329,12 +360,62 @@ where
     ///
     /// Note: does not flush the writer.
     pub fn raw_print<W: Write>(
+        self,
+        writer: W,
+        http_version: HTTPVersion,
+        request_headers: &[Header],
+        do_not_send_body: bool,
+        upgrade: Option<&str>,
+    ) -> IoResult<()> {
+        let persistence = if self.close {
+            Persistence::Close
+        } else {
+            Persistence::Default
+        };
+        self.print_with(
+            writer,
+            http_version,
+            request_headers,
+            do_not_send_body,
+            upgrade,
+            persistence,
+        )
+    }
+
+    /// hello-path-rs patch 9: true when the application asked to end the connection after
+    /// this response (`Connection: close`).
+    pub(crate) fn closes(&self) -> bool {
+        self.close
+    }
+
+    /// hello-path-rs patch 9: `raw_print` with the `Connection` header that `persistence`
+    /// calls for (after the framing header).
+    pub(crate) fn print<W: Write>(
+        self,
+        writer: W,
+        http_version: HTTPVersion,
+        request_headers: &[Header],
+        do_not_send_body: bool,
+        persistence: Persistence,
+    ) -> IoResult<()> {
+        self.print_with(
+            writer,
+            http_version,
+            request_headers,
+            do_not_send_body,
+            None,
+            persistence,
+        )
+    }
+
+    fn print_with<W: Write>(
         mut self,
         mut writer: W,
         http_version: HTTPVersion,
         request_headers: &[Header],
         do_not_send_body: bool,
         upgrade: Option<&str>,
+        persistence: Persistence,
     ) -> IoResult<()> {
         let mut transfer_encoding = Some(choose_transfer_encoding(
             self.status_code,
@@ -406,7 +487,11 @@ where
                 header.value.as_str().as_ref(),
             );
         }
+        // hello-path-rs patch 9: no framing header on a 1xx or 204 answer (RFC 9112 §6.1,
+        // RFC 9110 §8.6: MUST NOT)
+        let bodiless = self.status_code.0 < 200 || self.status_code.0 == 204;
         match transfer_encoding {
+            _ if bodiless => (),
             Some(TransferEncoding::Chunked) => {
                 push_header(&mut head, b"Transfer-Encoding", b"chunked")
             }
@@ -417,6 +502,12 @@ where
             }
             _ => (),
         };
+        match persistence {
+            _ if upgrade.is_some() => (),
+            Persistence::Default => (),
+            Persistence::KeepAlive10 => push_header(&mut head, b"Connection", b"keep-alive"),
+            Persistence::Close => push_header(&mut head, b"Connection", b"close"),
+        }
         head.extend_from_slice(b"\r\n");
 
         // sending the headers and the body
@@ -425,11 +516,8 @@ where
         } else {
             match transfer_encoding {
                 Some(TransferEncoding::Chunked) => {
-                    use chunked_transfer::Encoder;
-
                     writer.write_all(&head)?;
-                    let mut writer = Encoder::new(writer);
-                    io::copy(&mut reader, &mut writer)?;
+                    write_chunked(&mut reader, &mut writer)?;
                 }
 
                 Some(TransferEncoding::Identity) => {
@@ -482,6 +570,7 @@ where
             headers: self.headers,
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 }
@@ -570,6 +659,7 @@ impl Clone for Response<io::Empty> {
             headers: self.headers.clone(),
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 }

@@ -1,13 +1,11 @@
 // hello-path-rs patch 8: TaskPool, SequentialReader, EqualReader and FusedReader served the
 // per-connection threads; the reader thread (`reactor.rs`) needs none of them.
-pub use self::custom_stream::CustomStream;
 pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
 pub use self::sequential::{SequentialWriter, SequentialWriterBuilder};
 
 use std::str::FromStr;
 
-mod custom_stream;
 mod messages_queue;
 pub(crate) mod refined_tcp_stream;
 mod sequential;

@@ -109,6 +109,11 @@ impl RefinedTcpStream {
         Ok((read, write))
     }
 
+    /// hello-path-rs patch 9: ends the sending side (RFC 9112 §9.6: the first step of a close).
+    pub(crate) fn shutdown_write(&mut self) {
+        self.stream.shutdown(Shutdown::Write).ok();
+    }
+
     /// hello-path-rs patch 8: the descriptor, for the reader thread's epoll.
     pub(crate) fn raw_fd(&self) -> std::os::unix::io::RawFd {
         use std::os::unix::io::AsRawFd;

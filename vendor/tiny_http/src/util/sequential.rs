@@ -31,6 +31,22 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
     }
 }
 
+impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// hello-path-rs patch 9: true when every writer handed out so far is done (no answer
+    /// is pending on the connection).
+    pub fn is_idle(&mut self) -> bool {
+        match self.next_trigger.as_mut().map(|t| t.try_recv()) {
+            None => true,
+            Some(Ok(())) | Some(Err(std::sync::mpsc::TryRecvError::Disconnected)) => {
+                // the next writer has nothing to wait for
+                self.next_trigger = None;
+                true
+            }
+            Some(Err(std::sync::mpsc::TryRecvError::Empty)) => false,
+        }
+    }
+}
+
 impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     type Item = SequentialWriter<W>;
     fn next(&mut self) -> Option<SequentialWriter<W>> {
@@ -58,6 +74,19 @@ impl<W: Write + Send> SequentialWriter<W> {
             }
             Some(Err(std::sync::mpsc::TryRecvError::Empty)) => false,
         }
+    }
+}
+
+impl SequentialWriter<std::io::BufWriter<super::RefinedTcpStream>> {
+    /// hello-path-rs patch 9: shuts the connection's sending side down, in this writer's
+    /// turn (after the answers before it).
+    pub fn shutdown_write(&mut self) {
+        if let Some(v) = self.trigger.take() {
+            v.recv().ok();
+        }
+        let mut writer = self.writer.lock().unwrap();
+        writer.flush().ok();
+        writer.get_mut().shutdown_write();
     }
 }
 
