@@ -29,6 +29,9 @@ OPTIONS (one or two dashes; values after a space or '='):
   --watch-interval DUR    how often a running server re-reads --mysecret-file [default: 1s]
   --shutdown-delay DUR    after SIGTERM, keep serving with /readyz failing [default: 0s]
   --log-requests[=BOOL]   log one line per request [default: true]
+  --idle-timeout DUR      close a connection with no request in progress after this [default: 75s]
+  --header-timeout DUR    a request must arrive whole within this of its first byte, else 408
+                          [default: 10s]
   --expose-secret[=BOOL]  demo only: log and serve the credential in clear [default: false]
   --expected-secret LIST  credential(s) the mock remote service accepts, comma-separated
                           [default: 4321]
@@ -92,6 +95,11 @@ pub(crate) struct Config {
     pub(crate) log_requests: bool,
     pub(crate) exposure: Exposure,
     pub(crate) expected: Vec<String>,
+    /// `--idle-timeout`: a connection with no request in progress is closed after this.
+    pub(crate) idle_timeout: Duration,
+    /// `--header-timeout`: a request's head and body must arrive within this of its first
+    /// byte.
+    pub(crate) header_timeout: Duration,
 }
 
 /// Configuration of the `probe` subcommand.
@@ -135,6 +143,8 @@ const VALUE_OPTIONS: &[&str] = &[
     "watch-interval",
     "shutdown-delay",
     "expected-secret",
+    "idle-timeout",
+    "header-timeout",
 ];
 /// Options whose values are never repeated in an error message.
 const SECRET_OPTIONS: &[&str] = &["--mysecret", "--expected-secret"];
@@ -177,6 +187,10 @@ pub(crate) fn parse(
         value(&mut p, "--shutdown-delay", parse_duration)?.unwrap_or(Duration::ZERO);
     let expected =
         value(&mut p, "--expected-secret", parse_list)?.unwrap_or_else(|| vec!["4321".to_string()]);
+    let idle_timeout = value(&mut p, "--idle-timeout", parse_positive_duration)?
+        .unwrap_or(Duration::from_secs(75));
+    let header_timeout = value(&mut p, "--header-timeout", parse_positive_duration)?
+        .unwrap_or(Duration::from_secs(10));
     reject_leftovers(p)?;
 
     let source = match (file, flag_secret, env_secret) {
@@ -215,6 +229,8 @@ pub(crate) fn parse(
             Exposure::Masked
         },
         expected,
+        idle_timeout,
+        header_timeout,
     }))
 }
 
@@ -519,6 +535,26 @@ mod tests {
         assert!(c.log_requests);
         assert_eq!(c.exposure, Exposure::Masked);
         assert_eq!(c.expected, vec!["4321"]);
+        assert_eq!(c.idle_timeout, Duration::from_secs(75));
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn connection_timeouts() {
+        let c = serve(&["--idle-timeout", "300ms", "-header-timeout=2s"]);
+        assert_eq!(c.idle_timeout, Duration::from_millis(300));
+        assert_eq!(c.header_timeout, Duration::from_secs(2));
+        assert_eq!(
+            serve(&["--idle-timeout=1m30s"]).idle_timeout,
+            Duration::from_secs(90)
+        );
+        assert!(err(&["--idle-timeout", "0"]).contains("greater than zero"));
+        assert!(err(&["--header-timeout", "soon"])
+            .starts_with("invalid value 'soon' for --header-timeout"));
+        assert_eq!(
+            err(&["--header-timeout"]),
+            "option --header-timeout needs a value"
+        );
     }
 
     #[test]

@@ -120,7 +120,7 @@ fn run() -> Result<(), Error> {
     let Some(credential) = startup::validate(&config, &remote, &signals)? else {
         return Ok(());
     };
-    let listener = server::bind(config.listen_addr)?;
+    let listener = server::bind(&config)?;
     info!("Web service accessible at {}", listener.local_addr());
     server::serve(&config, &remote, credential, listener, &signals, start_unix);
     Ok(())

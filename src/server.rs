@@ -6,7 +6,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Request, Response};
+use tiny_http::{Header, Request, Response, ServerOptions};
 
 use crate::config::{format_secs, Config, Exposure, Mode};
 use crate::metrics::{self, Snapshot};
@@ -21,8 +21,14 @@ use crate::{clock, Error};
 /// 0.1 % of one core, measured by scripts/bench.sh).
 const TICK: Duration = Duration::from_millis(25);
 
-/// Binds the address; the only step that can fail before serving.
-pub(crate) fn bind(addr: SocketAddr) -> Result<Listener, Error> {
+/// Binds `--listen-addr`, with the connections' timeouts (`--idle-timeout`,
+/// `--header-timeout`); the only step that can fail before serving.
+pub(crate) fn bind(config: &Config) -> Result<Listener, Error> {
+    let addr = config.listen_addr;
+    let options = ServerOptions {
+        idle_timeout: config.idle_timeout,
+        header_timeout: config.header_timeout,
+    };
     let listen_err = |e: io::Error| Error::Listen {
         addr,
         message: io_message(&e),
@@ -33,12 +39,15 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<Listener, Error> {
     let headers = Headers::new(&hostname());
     // tiny_http's own answers (400 for a malformed request, 505, ...) carry X-Served-By too.
     tiny_http::set_own_answer_headers(headers.served_by.iter().cloned().collect());
-    let current = tiny_http::Server::from_listener(socket, None).map_err(|e| Error::Listen {
-        addr,
-        message: e.to_string(),
+    let current = tiny_http::Server::from_listener_with(socket, None, options).map_err(|e| {
+        Error::Listen {
+            addr,
+            message: e.to_string(),
+        }
     })?;
     Ok(Listener {
         current,
+        options,
         headers,
         spare,
         local,
@@ -56,6 +65,8 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<Listener, Error> {
 /// while requests of connections the old server had accepted are still drained.
 pub(crate) struct Listener {
     current: tiny_http::Server,
+    /// The connections' timeouts, for every server started on the socket.
+    options: ServerOptions,
     /// The response headers every request needs, built once at bind.
     headers: Headers,
     spare: TcpListener,
@@ -114,7 +125,10 @@ impl Listener {
         let started = self
             .headroom()
             .and_then(|()| self.spare.try_clone().map_err(|e| io_message(&e)))
-            .and_then(|s| tiny_http::Server::from_listener(s, None).map_err(|e| e.to_string()));
+            .and_then(|s| {
+                tiny_http::Server::from_listener_with(s, None, self.options)
+                    .map_err(|e| e.to_string())
+            });
         match started {
             Ok(server) => {
                 let old = std::mem::replace(&mut self.current, server);

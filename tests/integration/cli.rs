@@ -170,6 +170,8 @@ fn help_and_version_exit_0() {
         "--watch-interval",
         "--shutdown-delay",
         "--log-requests",
+        "--idle-timeout",
+        "--header-timeout",
         "--expose-secret",
         "--expected-secret",
         "MYSECRET",
