@@ -85,6 +85,15 @@ pub(crate) fn route(method: &str, target: &str, view: &View<'_>) -> Route {
     })
 }
 
+/// Whether the answer for `target` must not be stored by a cache (SPEC §4: the answers that
+/// change); the static `/` and `/path` answers may be.
+pub(crate) fn no_store(target: &str) -> bool {
+    matches!(
+        request_path(target).as_str(),
+        "/metrics" | "/healthz" | "/readyz" | "/mysecret" | "/-/reload"
+    )
+}
+
 /// The answer to `POST /-/reload` (and the log of SIGHUP) for a finished check.
 pub(crate) fn reload_reply(result: &Result<u64, String>) -> Reply {
     match result {
@@ -249,6 +258,24 @@ mod tests {
         let bad = reload_reply(&Err("the remote service refused the new credential".into()));
         assert_eq!(bad.status, 500);
         assert!(bad.body.contains("refused"));
+    }
+
+    #[test]
+    fn the_answers_that_change_are_not_stored() {
+        for target in [
+            "/metrics",
+            "/healthz",
+            "/readyz?x",
+            "/mysecret",
+            "/-/reload",
+            "http://h/metrics",
+            "/%6Dysecret",
+        ] {
+            assert!(no_store(target), "{target}");
+        }
+        for target in ["/", "/test", "/metrics/x", "/healthz2", "*"] {
+            assert!(!no_store(target), "{target}");
+        }
     }
 
     #[test]

@@ -290,18 +290,9 @@ impl Service<'_> {
             exposure: self.config.exposure,
             mode: self.config.mode,
         };
-        let bad_length = rq.headers().iter().any(|h| {
-            h.field.equiv("Content-Length") && h.value.as_str().trim().parse::<u64>().is_err()
-        });
-        let route = if bad_length {
-            Route::Reply(Reply {
-                status: 400,
-                body: "bad request: invalid Content-Length\n".into(),
-                allow: None,
-            })
-        } else {
-            routes::route(&method, rq.url(), &view)
-        };
+        // (a request with an invalid Content-Length never gets here: tiny_http refuses it)
+        let route = routes::route(&method, rq.url(), &view);
+        let no_store = routes::no_store(rq.url());
         let (reply, content_type) = match route {
             Route::Reply(r) => (r, &self.headers.text),
             Route::Reload => (
@@ -339,6 +330,14 @@ impl Service<'_> {
         if let Some(allow) = reply.allow.and_then(|v| header("Allow", v)) {
             response.add_header(allow);
         }
+        if no_store {
+            response.add_header(self.headers.no_store.clone());
+        }
+        if !self.ready {
+            // shutting down: the client is told to take its next request elsewhere, and
+            // tiny_http ends the connection after this answer
+            response.add_header(self.headers.close.clone());
+        }
         // A client that went away is its own problem: the loop goes on.
         let _ = rq.respond(response);
     }
@@ -351,16 +350,22 @@ struct Headers {
     metrics: Header,
     /// `X-Served-By: <hostname>`; `None` only for a host name that is no valid header value.
     served_by: Option<Header>,
+    /// `Cache-Control: no-store`, on the answers that change (SPEC §4).
+    no_store: Header,
+    /// `Connection: close`, on every answer while shutting down.
+    close: Header,
 }
 
 impl Headers {
     fn new(hostname: &str) -> Headers {
-        // Both content types are constants that parse: see the test below.
-        let content_type = |v| header("Content-Type", v).expect("a valid Content-Type");
+        // Constants that parse: see the test below.
+        let fixed = |name, v| header(name, v).expect("a valid header");
         Headers {
-            text: content_type(routes::TEXT),
-            metrics: content_type(metrics::CONTENT_TYPE),
+            text: fixed("Content-Type", routes::TEXT),
+            metrics: fixed("Content-Type", metrics::CONTENT_TYPE),
             served_by: header("X-Served-By", hostname),
+            no_store: fixed("Cache-Control", "no-store"),
+            close: fixed("Connection", "close"),
         }
     }
 }
@@ -390,5 +395,7 @@ mod tests {
         assert_eq!(h.text.value.as_str(), routes::TEXT);
         assert_eq!(h.metrics.value.as_str(), metrics::CONTENT_TYPE);
         assert_eq!(h.served_by.unwrap().value.as_str(), "hello-path-7d9f-abcde");
+        assert_eq!(h.no_store.value.as_str(), "no-store");
+        assert_eq!(h.close.value.as_str(), "close");
     }
 }
