@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod framing;
 mod http;
 mod probe;
 mod reload;

@@ -236,6 +236,43 @@ pub fn parse_answer(text: &str) -> Option<Answer> {
     })
 }
 
+/// Every answer in `text`, one after the other, each framed by its Content-Length; `None`
+/// when anything is left that is not a whole answer.
+pub fn parse_answers(text: &str) -> Option<Vec<Answer>> {
+    let mut rest = text;
+    let mut all = Vec::new();
+    while !rest.is_empty() {
+        let end = rest.find("\r\n\r\n")? + 4;
+        let a = parse_answer(&rest[..end])?;
+        let len: usize = match a.header("Content-Length") {
+            Some(v) => v.parse().ok()?,
+            None => 0,
+        };
+        let body = rest.get(end..end + len)?.to_string();
+        rest = &rest[end + len..];
+        all.push(Answer { body, ..a });
+    }
+    Some(all)
+}
+
+/// Sends `bytes` on a new connection and returns the answers it got before the server
+/// closed it; panics when the server does not close it within `WAIT`, or sends anything
+/// that is not whole answers.
+pub fn answers_then_close(addr: SocketAddr, bytes: &[u8]) -> Vec<Answer> {
+    let text = raw(addr, bytes).unwrap_or_else(|e| {
+        panic!(
+            "no close within {WAIT:?} after {:?}: {e}",
+            String::from_utf8_lossy(bytes)
+        )
+    });
+    parse_answers(&text).unwrap_or_else(|| {
+        panic!(
+            "not whole answers for {:?}: {text:?}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
+}
+
 pub fn request(addr: SocketAddr, method: &str, path: &str) -> Answer {
     try_request(addr, method, path).unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
 }
