@@ -7,6 +7,7 @@ mod cli;
 mod framing;
 mod http;
 mod probe;
+mod props;
 mod reload;
 mod robustness;
 mod signals;
