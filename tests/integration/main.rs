@@ -9,3 +9,4 @@ mod probe;
 mod reload;
 mod robustness;
 mod signals;
+mod watch;
