@@ -183,12 +183,13 @@ impl Events {
     /// Blocks on the wake-up threads until something arrives or `deadline` (or a deadline
     /// of its own) passes: the start-up wait, where no server runs yet.
     pub(crate) fn wait(&mut self, deadline: Instant) -> News {
-        let until = self.deadline().map_or(deadline, |d| d.min(deadline));
-        let mut news = self.take();
-        if news == News::default() {
-            news = self.collect(Some(until));
+        let news = self.take();
+        if news != News::default() {
+            return news;
         }
-        news
+        // (after `take`, which may have set a deadline of its own)
+        let until = self.deadline().map_or(deadline, |d| d.min(deadline));
+        self.collect(Some(until))
     }
 
     fn collect(&mut self, until: Option<Instant>) -> News {

@@ -5,6 +5,7 @@
 //! that PID 1 has no handler for, so without them `podman stop` would wait out its timeout.
 
 use std::io::Read;
+use std::os::unix::io::IntoRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,12 +33,12 @@ impl Signals {
         };
         let io = |e: std::io::Error| crate::secret::io_message(&e);
         let (mut read, write) = UnixStream::pair().map_err(io)?;
+        // One descriptor for the three handlers, handed over for good (never unregistered).
+        let write = write.into_raw_fd();
         for (sig, flag) in [(SIGTERM, &s.term), (SIGINT, &s.int), (SIGHUP, &s.hup)] {
             signal_hook::flag::register(sig, Arc::clone(flag)).map_err(io)?;
-            signal_hook::low_level::pipe::register(sig, write.try_clone().map_err(io)?)
-                .map_err(io)?;
+            signal_hook::low_level::pipe::register_raw(sig, write).map_err(io)?;
         }
-        drop(write);
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {

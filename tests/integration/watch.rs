@@ -239,3 +239,69 @@ fn an_idle_server_does_not_wake_up() {
         );
     }
 }
+
+/// A file removed while the start-up waits (an event that may be half of an update, acted
+/// on once it settled): an attempt, well before the next retry an hour away.
+#[test]
+fn the_startup_wait_sees_its_file_removed() {
+    let dir = TempDir::new("removed");
+    let file = dir.0.join("mysecret");
+    fs::write(&file, "1234").unwrap();
+    let f = file.to_string_lossy().into_owned();
+    let mut p = Proc::spawn(
+        &[
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--reload",
+            "--mysecret-file",
+            &f,
+            "--retry-interval",
+            "1h",
+        ],
+        &[],
+    );
+    p.wait_log("watching ");
+    fs::remove_file(&file).unwrap();
+    p.wait_log("RELOAD(1): Connection to remote service: nok (cannot read");
+    fs::write(&file, "4321").unwrap();
+    p.wait_addr();
+}
+
+/// No descriptor left for inotify (a `prlimit --nofile` just too low for it, found by
+/// trying): said in one line, and the wait goes on with its retries — the safety net,
+/// never a crash.
+#[test]
+fn without_a_descriptor_for_inotify_the_wait_goes_on() {
+    let v = SecretVolume::new("mysecret", "1234");
+    let path = v.path();
+    let mut seen = Vec::new();
+    for n in 4..24u32 {
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.args([format!("--nofile={n}:{n}").as_str(), "--", BIN]);
+        let mut p = Proc::spawn_cmd(
+            cmd,
+            &[
+                "--listen-addr",
+                "127.0.0.1:0",
+                "--reload",
+                "--mysecret-file",
+                &path,
+                "--retry-interval",
+                "100ms",
+            ],
+            &[],
+        );
+        p.wait_log_or_exit("RELOAD(2)");
+        let cannot = p.count_log("cannot watch") == 1
+            && p.count_log("too many open files or inotify instances") == 1;
+        if cannot && p.is_running() {
+            assert_eq!(p.count_log("watching "), 0);
+            return;
+        }
+        seen.push((n, p.stdout(), p.stderr()));
+        if p.count_log("watching ") == 1 {
+            break; // from here on there are descriptors enough
+        }
+    }
+    panic!("no limit gave 'cannot watch' and a live wait: {seen:#?}");
+}
