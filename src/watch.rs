@@ -110,19 +110,12 @@ impl Watch {
             state: State::Blind,
         };
         match Inotify::init().and_then(|i| w.spawn_reader(i, outbox)) {
-            Ok(watches) => w.watches = Some(watches),
-            Err(e) => {
-                warn!(
-                    "cannot watch {}: {}; re-reading {} every {} s instead",
-                    w.dir.display(),
-                    watch_error(&e),
-                    w.file.display(),
-                    format_secs(interval)
-                );
-                return w;
+            Ok(watches) => {
+                w.watches = Some(watches);
+                w.attach(false);
             }
+            Err(e) => w.blind(&w.dir, &watch_error(&e)),
         }
-        w.attach(false);
         w
     }
 
@@ -161,18 +154,13 @@ impl Watch {
         match &self.state {
             State::Dir(d) if d == wd => {
                 if lost(mask) {
-                    let why = if mask.contains(EventMask::MOVE_SELF) {
+                    self.lost(if mask.contains(EventMask::MOVE_SELF) {
                         "moved away"
                     } else if mask.contains(EventMask::UNMOUNT) {
                         "unmounted"
                     } else {
                         "removed"
-                    };
-                    warn!(
-                        "the watch on {} is lost: the directory was {why}",
-                        self.dir.display()
-                    );
-                    self.attach(true);
+                    });
                     Reaction::Soon
                 } else if mask
                     .intersects(EventMask::MOVED_TO | EventMask::CLOSE_WRITE | EventMask::ATTRIB)
@@ -199,12 +187,7 @@ impl Watch {
 
     /// The watch thread ended (`why`): from now on, the safety re-read only.
     pub(crate) fn on_failure(&mut self, why: &str) -> Reaction {
-        warn!(
-            "the watch on {} failed: {why}; re-reading {} every {} s instead",
-            self.dir.display(),
-            self.file.display(),
-            format_secs(self.interval)
-        );
+        self.blind(&self.dir, why);
         self.watches = None;
         self.state = State::Blind;
         Reaction::Now
@@ -221,11 +204,7 @@ impl Watch {
                     .and_then(|w| w.add(&self.dir, dir_mask()).ok())
                     .is_some_and(|now| &now == d);
                 if !same {
-                    warn!(
-                        "the watch on {} is lost: the directory was replaced",
-                        self.dir.display()
-                    );
-                    self.attach(true);
+                    self.lost("replaced");
                 }
             }
             State::Parent(_) => {
@@ -261,7 +240,7 @@ impl Watch {
         if let State::Dir(d) | State::Parent(d) = &old {
             watches.remove(d.clone()).ok(); // already gone when the kernel dropped it
         }
-        let every = format_secs(self.interval);
+        let quiet = again && matches!(old, State::Blind); // said already
         match watches.add(&self.dir, dir_mask()) {
             Ok(wd) => {
                 self.state = State::Dir(wd);
@@ -269,48 +248,53 @@ impl Watch {
                     info!("watching {} again", self.dir.display());
                 } else {
                     info!(
-                        "watching {} for changes of {} (and re-reading it every {every} s)",
+                        "watching {} for changes of {} (and re-reading it every {} s)",
                         self.dir.display(),
-                        self.file.display()
+                        self.file.display(),
+                        format_secs(self.interval)
                     );
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let parent = self.dir.parent().map(Path::to_path_buf);
-                match parent.map(|p| (watches.add(&p, parent_mask()), p)) {
-                    Some((Ok(wd), p)) => {
+                let Some(parent) = self.dir.parent() else {
+                    return;
+                };
+                match watches.add(parent, parent_mask()) {
+                    Ok(wd) => {
                         if !matches!(old, State::Parent(_)) {
                             warn!(
-                                "{} is missing: watching {} until it is back (and re-reading \
-                                 every {every} s)",
+                                "{} is missing: watching {} until it is back",
                                 self.dir.display(),
-                                p.display()
+                                parent.display()
                             );
                         }
                         self.state = State::Parent(wd);
                     }
-                    Some((Err(e), p)) if !matches!(old, State::Blind) || !again => {
-                        warn!(
-                            "{} is missing and {} cannot be watched ({}): re-reading every \
-                             {every} s until it is back",
-                            self.dir.display(),
-                            p.display(),
-                            watch_error(&e)
-                        );
-                    }
-                    _ => {}
+                    Err(e) if !quiet => self.blind(parent, &watch_error(&e)),
+                    Err(_) => {}
                 }
             }
-            Err(e) => {
-                if !matches!(old, State::Blind) || !again {
-                    warn!(
-                        "cannot watch {}: {}; re-reading {} every {every} s instead",
-                        self.dir.display(),
-                        watch_error(&e),
-                        self.file.display()
-                    );
-                }
-            }
+            Err(e) if !quiet => self.blind(&self.dir, &watch_error(&e)),
+            Err(_) => {}
         }
+    }
+
+    /// The watch on the directory is gone (`how`): says so, and watches what it can.
+    fn lost(&mut self, how: &str) {
+        warn!(
+            "the watch on {} is lost: the directory was {how}",
+            self.dir.display()
+        );
+        self.attach(true);
+    }
+
+    /// Says that `what` cannot be watched (`why`), so the safety re-read is all there is.
+    fn blind(&self, what: &Path, why: &str) {
+        warn!(
+            "cannot watch {}: {why}; re-reading {} every {} s instead",
+            what.display(),
+            self.file.display(),
+            format_secs(self.interval)
+        );
     }
 }
