@@ -26,7 +26,10 @@ OPTIONS (one or two dashes; values after a space or '='):
   --mysecret-file PATH    the credential from a file (a mounted Secret); can change at run time
   --reload[=BOOL]         wait for a valid credential and hot-swap a changed file [default: false]
   --retry-interval DUR    pause between validation attempts while waiting [default: 10s]
-  --watch-interval DUR    how often a running server re-reads --mysecret-file [default: 1s]
+  --watch[=BOOL]          follow --mysecret-file with a file watch (inotify on its directory),
+                          so a change is in use at once [default: true]
+  --watch-interval DUR    safety re-read of --mysecret-file; the only re-read with --watch=false
+                          or where the directory cannot be watched [default: 1m]
   --shutdown-delay DUR    after SIGTERM, keep serving with /readyz failing [default: 0s]
   --log-requests[=BOOL]   log one line per request [default: true]
   --idle-timeout DUR      close a connection with no request in progress after this [default: 75s]
@@ -83,6 +86,15 @@ pub(crate) enum Exposure {
     Exposed,
 }
 
+/// How a running `--reload` server learns that `--mysecret-file` changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileWatch {
+    /// inotify on the file's directory, plus the safety re-read every `--watch-interval`.
+    Inotify,
+    /// `--watch=false`: only the re-read every `--watch-interval` (and SIGHUP, `/-/reload`).
+    Poll,
+}
+
 /// Configuration of the web service, fixed at start.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -90,6 +102,7 @@ pub(crate) struct Config {
     pub(crate) source: SecretSource,
     pub(crate) mode: Mode,
     pub(crate) retry_interval: Duration,
+    pub(crate) watch: FileWatch,
     pub(crate) watch_interval: Duration,
     pub(crate) shutdown_delay: Duration,
     pub(crate) log_requests: bool,
@@ -148,7 +161,7 @@ const VALUE_OPTIONS: &[&str] = &[
 ];
 /// Options whose values are never repeated in an error message.
 const SECRET_OPTIONS: &[&str] = &["--mysecret", "--expected-secret"];
-const BOOL_OPTIONS: &[&str] = &["reload", "log-requests", "expose-secret"];
+const BOOL_OPTIONS: &[&str] = &["reload", "watch", "log-requests", "expose-secret"];
 const PROBE_VALUE_OPTIONS: &[&str] = &["for", "every", "timeout", "expect"];
 
 /// Parses the arguments (without the program name) and the value of `MYSECRET`.
@@ -182,7 +195,7 @@ pub(crate) fn parse(
     let retry_interval = value(&mut p, "--retry-interval", parse_positive_duration)?
         .unwrap_or(Duration::from_secs(10));
     let watch_interval = value(&mut p, "--watch-interval", parse_positive_duration)?
-        .unwrap_or(Duration::from_secs(1));
+        .unwrap_or(Duration::from_secs(60));
     let shutdown_delay =
         value(&mut p, "--shutdown-delay", parse_duration)?.unwrap_or(Duration::ZERO);
     let expected =
@@ -220,6 +233,11 @@ pub(crate) fn parse(
             Mode::FailFast
         },
         retry_interval,
+        watch: if flag("watch", true) {
+            FileWatch::Inotify
+        } else {
+            FileWatch::Poll
+        },
         watch_interval,
         shutdown_delay,
         log_requests: flag("log-requests", true),
@@ -530,7 +548,8 @@ mod tests {
         assert_eq!(c.source, SecretSource::Default);
         assert_eq!(c.mode, Mode::FailFast);
         assert_eq!(c.retry_interval, Duration::from_secs(10));
-        assert_eq!(c.watch_interval, Duration::from_secs(1));
+        assert_eq!(c.watch, FileWatch::Inotify);
+        assert_eq!(c.watch_interval, Duration::from_secs(60));
         assert_eq!(c.shutdown_delay, Duration::ZERO);
         assert!(c.log_requests);
         assert_eq!(c.exposure, Exposure::Masked);
@@ -576,6 +595,8 @@ mod tests {
         assert_eq!(serve(&["--reload", "--reload=false"]).mode, Mode::FailFast);
         assert!(!serve(&["-log-requests=0"]).log_requests);
         assert_eq!(serve(&["--expose-secret=T"]).exposure, Exposure::Exposed);
+        assert_eq!(serve(&["--watch=false"]).watch, FileWatch::Poll);
+        assert_eq!(serve(&["-watch"]).watch, FileWatch::Inotify);
     }
 
     #[test]

@@ -14,6 +14,7 @@ macro_rules! error {
 }
 
 mod config;
+mod events;
 mod metrics;
 mod probe;
 mod remote;
@@ -22,6 +23,7 @@ mod secret;
 mod server;
 mod signals;
 mod startup;
+mod watch;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -115,14 +117,23 @@ fn run() -> Result<(), Error> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     banner(&config);
 
-    let signals = signals::Signals::register().map_err(|e| Error::Signals(e.to_string()))?;
+    let mut events = events::Events::start(&config).map_err(Error::Signals)?;
     let remote = remote::Remote::new(config.expected.clone());
-    let Some(credential) = startup::validate(&config, &remote, &signals)? else {
+    let Some(credential) = startup::validate(&config, &remote, &mut events)? else {
         return Ok(());
     };
+    // With --reload and a secret file: the file watch, before the port opens.
+    events.follow(&config);
     let listener = server::bind(&config)?;
     info!("Web service accessible at {}", listener.local_addr());
-    server::serve(&config, &remote, credential, listener, &signals, start_unix);
+    server::serve(
+        &config,
+        &remote,
+        credential,
+        listener,
+        &mut events,
+        start_unix,
+    );
     Ok(())
 }
 

@@ -110,7 +110,7 @@ pub(crate) fn read_file(path: &Path) -> Result<String, ReadError> {
 /// How a check was triggered: explicit triggers always re-check and count their outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Trigger {
-    /// The periodic re-read every `--watch-interval`.
+    /// A change seen by the file watch, or the safety re-read every `--watch-interval`.
     Watch,
     /// SIGHUP or `POST /-/reload`.
     Explicit,

@@ -1,6 +1,8 @@
 //! The single-threaded request loop: it owns the `tiny_http::Server`, answers every request,
-//! and between requests (`recv_timeout`) handles signals, the drain on shutdown and the
-//! periodic re-read of the secret file. It also keeps the listener alive (SPEC §8).
+//! and between requests handles signals, the drain on shutdown and the re-reads of the
+//! secret file that `events.rs` asks for. It blocks until one of them, a request, or a
+//! deadline it set itself comes (no periodic wake-up while idle, SPEC §1), and keeps the
+//! listener alive (SPEC §8).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -9,17 +11,17 @@ use std::time::{Duration, Instant};
 use tiny_http::{Header, Request, Response, ServerOptions};
 
 use crate::config::{format_secs, Config, Exposure, Mode};
+use crate::events::Events;
 use crate::metrics::{self, Snapshot};
 use crate::remote::Remote;
 use crate::routes::{self, Reply, Route, View};
 use crate::secret::{io_message, Credential, Outcome, Trigger};
-use crate::signals::Signals;
 use crate::{clock, Error};
 
-/// Longest wait for a request before the loop looks at signals and timers again: a SIGHUP
-/// or SIGTERM is acted on within this, at the cost of 40 idle wake-ups a second (about
-/// 0.1 % of one core, measured by scripts/bench.sh).
-const TICK: Duration = Duration::from_millis(25);
+/// First pause before the accept thread is started again after `accept()` failed; it
+/// doubles up to `MAX_BACKOFF` while the restart keeps failing.
+const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Binds `--listen-addr`, with the connections' timeouts (`--idle-timeout`,
 /// `--header-timeout`); the only step that can fail before serving.
@@ -39,45 +41,37 @@ pub(crate) fn bind(config: &Config) -> Result<Listener, Error> {
     let headers = Headers::new(&hostname());
     // tiny_http's own answers (400 for a malformed request, 505, ...) carry X-Served-By too.
     tiny_http::set_own_answer_headers(headers.served_by.iter().cloned().collect());
-    let current = tiny_http::Server::from_listener_with(socket, None, options).map_err(|e| {
+    let server = tiny_http::Server::from_listener_with(socket, None, options).map_err(|e| {
         Error::Listen {
             addr,
             message: e.to_string(),
         }
     })?;
     Ok(Listener {
-        current,
-        options,
+        server,
         headers,
         spare,
         local,
-        retired: Vec::new(),
-        broken_since: None,
-        backoff: TICK,
+        broken: None,
     })
 }
 
-/// The listening socket and the `tiny_http` servers reading from it.
+/// The listening socket and the `tiny_http` server reading from it.
 ///
 /// tiny_http 0.12 ends its accept thread on the first `accept()` error (EMFILE, ENFILE, …)
 /// and reports it once through `recv`. A spare handle on the same socket keeps its backlog
-/// alive, so a new server can be started on it later without losing queued connections,
-/// while requests of connections the old server had accepted are still drained.
+/// alive, so a new accept thread can be started on it later (`accept_again`) without
+/// losing queued connections, while the connections accepted before are still served.
 pub(crate) struct Listener {
-    current: tiny_http::Server,
-    /// The connections' timeouts, for every server started on the socket.
-    options: ServerOptions,
+    server: tiny_http::Server,
     /// The response headers every request needs, built once at bind.
     headers: Headers,
     spare: TcpListener,
     local: SocketAddr,
-    retired: Vec<tiny_http::Server>,
-    broken_since: Option<Instant>,
-    backoff: Duration,
+    /// While `accept()` is failing: when the accept thread is started again, and the pause
+    /// after that if it fails again.
+    broken: Option<(Instant, Duration)>,
 }
-
-/// Servers kept to drain keep-alive connections after a restart of the accept thread.
-const MAX_RETIRED: usize = 8;
 
 impl Listener {
     /// The address actually bound.
@@ -85,31 +79,30 @@ impl Listener {
         self.local
     }
 
-    /// The next request, waiting at most `timeout`.
-    fn next(&mut self, timeout: Duration) -> Option<Request> {
-        for old in &self.retired {
-            if let Ok(Some(rq)) = old.try_recv() {
-                return Some(rq);
-            }
-        }
-        if let Some(since) = self.broken_since {
-            if since.elapsed() >= self.backoff {
+    /// A handle that wakes `next` from another thread.
+    pub(crate) fn waker(&self) -> tiny_http::Waker {
+        self.server.waker()
+    }
+
+    /// The next request, waiting until `deadline` (`None`: as long as it takes) or a wake-up.
+    fn next(&mut self, deadline: Option<Instant>) -> Option<Request> {
+        let mut deadline = deadline;
+        if let Some((at, _)) = self.broken {
+            if Instant::now() >= at {
                 self.restart();
             }
         }
-        let timeout = if self.retired.is_empty() {
-            timeout
-        } else {
-            timeout.min(Duration::from_millis(10))
-        };
-        match self.current.recv_timeout(timeout) {
+        if let Some((at, _)) = self.broken {
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+        match self.server.recv_until(deadline) {
             Ok(rq) => rq,
             Err(e) => {
                 error!(
                     "the listener stopped accepting connections: {}; restarting it",
                     io_message(&e)
                 );
-                self.broken_since = Some(Instant::now());
+                self.broken = Some((Instant::now() + FIRST_BACKOFF, FIRST_BACKOFF));
                 None
             }
         }
@@ -117,38 +110,26 @@ impl Listener {
 
     /// Starts a new accept thread on the spare handle, once descriptors are free again.
     ///
-    /// The headroom matters: a new server needs descriptors of its own (its epoll instance
-    /// and wake-up socket) and tiny_http a second one for every connection it accepts (it
-    /// drops a connection that cannot get it and ends the accept loop again), so restarting
-    /// while the table is still full would only fail again.
+    /// The headroom matters: tiny_http needs a second descriptor for every connection it
+    /// accepts (it drops a connection that cannot get it and ends the accept loop again),
+    /// so restarting while the table is still full would only fail again.
     fn restart(&mut self) {
         let started = self
             .headroom()
             .and_then(|()| self.spare.try_clone().map_err(|e| io_message(&e)))
-            .and_then(|s| {
-                tiny_http::Server::from_listener_with(s, None, self.options)
-                    .map_err(|e| e.to_string())
-            });
+            .and_then(|s| self.server.accept_again(s).map_err(|e| io_message(&e)));
+        let pause = self.broken.map_or(FIRST_BACKOFF, |(_, p)| p);
         match started {
-            Ok(server) => {
-                let old = std::mem::replace(&mut self.current, server);
-                self.retired.push(old);
-                if self.retired.len() > MAX_RETIRED {
-                    // Not dropped: its accept thread has already ended, and Server::drop would
-                    // only connect to our own backlog to wake it — blocking this loop while a
-                    // flood keeps the backlog full. A few hundred bytes stay allocated.
-                    std::mem::forget(self.retired.remove(0));
-                }
-                self.broken_since = None;
-                self.backoff = TICK;
+            Ok(()) => {
+                self.broken = None;
                 info!("the listener accepts connections again on {}", self.local);
             }
             Err(e) => {
-                if self.backoff == TICK {
+                if pause == FIRST_BACKOFF {
                     warn!("cannot restart the listener yet: {e}; retrying");
                 }
-                self.broken_since = Some(Instant::now());
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
+                let pause = (pause * 2).min(MAX_BACKOFF);
+                self.broken = Some((Instant::now() + pause, pause));
             }
         }
     }
@@ -183,10 +164,11 @@ pub(crate) fn serve(
     remote: &Remote,
     credential: Credential,
     mut listener: Listener,
-    signals: &Signals,
+    events: &mut Events,
     start_unix: Duration,
 ) {
-    let watching = config.mode == Mode::Reload && config.source.can_change();
+    events.follow(config);
+    events.ring_server(listener.waker());
     let mut svc = Service {
         config,
         remote,
@@ -196,11 +178,11 @@ pub(crate) fn serve(
         requests: 0,
         ready: true,
     };
-    let mut next_watch = Instant::now() + config.watch_interval;
     let mut stop_at: Option<Instant> = None;
     loop {
+        let news = events.take();
         let now = Instant::now();
-        if let (Some(sig), None) = (signals.stop(), stop_at) {
+        if let (Some(sig), None) = (news.stop, stop_at) {
             svc.ready = false;
             stop_at = Some(now + config.shutdown_delay);
             info!(
@@ -217,7 +199,7 @@ pub(crate) fn serve(
             std::mem::forget(listener);
             return;
         }
-        if signals.take_hup() {
+        if news.hup {
             match config.mode {
                 Mode::Reload => {
                     info!("Received SIGHUP: re-reading the credential.");
@@ -228,18 +210,14 @@ pub(crate) fn serve(
                 }
             }
         }
-        if watching && now >= next_watch {
+        if news.reread {
             svc.check(Trigger::Watch).ok();
-            next_watch = Instant::now() + config.watch_interval;
         }
-        let mut timeout = TICK;
-        if watching {
-            timeout = timeout.min(next_watch.saturating_duration_since(Instant::now()));
-        }
-        if let Some(t) = stop_at {
-            timeout = timeout.min(t.saturating_duration_since(Instant::now()));
-        }
-        if let Some(rq) = listener.next(timeout) {
+        let deadline = match (stop_at, events.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(rq) = listener.next(deadline) {
             svc.handle(rq);
         }
     }

@@ -1,23 +1,21 @@
 //! Startup validation: check the credential with the remote service, and with `--reload`
-//! block (in short sleeps that still honour signals) until it is accepted.
+//! wait until it is accepted — blocked until the next retry, a signal, or a change of the
+//! secret file (SPEC §5: a pod waiting for its credential is Ready as soon as the kubelet
+//! writes it), with no wake-up in between.
 
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::{format_secs, Config, Mode};
+use crate::events::Events;
 use crate::remote::Remote;
 use crate::secret::Credential;
-use crate::signals::Signals;
 use crate::{clock, Error};
-
-/// Longest sleep between two looks at the signal flags.
-const SLICE: Duration = Duration::from_millis(50);
 
 /// Returns the accepted credential, or `None` when a stop signal came during the wait.
 pub(crate) fn validate(
     config: &Config,
     remote: &Remote,
-    signals: &Signals,
+    events: &mut Events,
 ) -> Result<Option<Credential>, Error> {
     let first = config.source.read();
     if let Ok(v) = &first {
@@ -52,40 +50,38 @@ pub(crate) fn validate(
             config.source.describe()
         );
     }
-    for attempt in 1u64.. {
-        if let Some(sig) = pause(config.retry_interval, signals) {
+    events.follow(config);
+    let mut last = first;
+    let mut next_retry = Instant::now() + config.retry_interval;
+    let mut attempt = 0u64;
+    loop {
+        let news = events.wait(next_retry);
+        if let Some(sig) = news.stop {
             info!("Received {sig} while waiting for a valid credential: exiting.");
             return Ok(None);
         }
-        match config.source.read() {
-            Ok(v) if remote.accepts(&v) => {
+        if news.hup {
+            info!("Received SIGHUP: checking the credential now.");
+        }
+        let due = Instant::now() >= next_retry;
+        if !(due || news.hup || news.reread) {
+            continue;
+        }
+        let read = config.source.read();
+        if !due && !news.hup && read == last {
+            continue; // a file event that changed nothing is no attempt
+        }
+        attempt += 1;
+        next_retry = Instant::now() + config.retry_interval;
+        match &read {
+            Ok(v) if remote.accepts(v) => {
                 info!("RELOAD({attempt}): Connection to remote service: ok.");
                 info!("Connection to remote service: ok.");
-                return Ok(Some(Credential::new(v, clock::unix_now())));
+                return Ok(Some(Credential::new(v.clone(), clock::unix_now())));
             }
             Ok(_) => info!("RELOAD({attempt}): Connection to remote service: nok."),
             Err(e) => info!("RELOAD({attempt}): Connection to remote service: nok ({e})."),
         }
-    }
-    unreachable!("the attempt counter is unbounded")
-}
-
-/// Sleeps `total` in short slices; returns early with the signal's name on SIGTERM/SIGINT,
-/// and without one on SIGHUP (an immediate retry).
-fn pause(total: Duration, signals: &Signals) -> Option<&'static str> {
-    let end = Instant::now() + total;
-    loop {
-        if let Some(sig) = signals.stop() {
-            return Some(sig);
-        }
-        if signals.take_hup() {
-            info!("Received SIGHUP: checking the credential now.");
-            return None;
-        }
-        let now = Instant::now();
-        if now >= end {
-            return None;
-        }
-        thread::sleep(SLICE.min(end - now));
+        last = read;
     }
 }

@@ -11,3 +11,4 @@ mod props;
 mod reload;
 mod robustness;
 mod signals;
+mod watch;

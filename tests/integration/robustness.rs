@@ -116,6 +116,9 @@ fn a_pids_limit_does_not_limit_connections() {
             .find_map(|l| l.strip_prefix("Threads:")?.trim().parse::<usize>().ok())
             .unwrap()
     };
+    // one answer first: the accept thread starts the reader and the writer after the
+    // address is logged, and counting before they run would blame them on the flood
+    assert_eq!(get(addr, "/first").status, 200);
     let before = threads(&p);
     let mut flood: Vec<TcpStream> = (0..40).map(|_| TcpStream::connect(addr).unwrap()).collect();
     for (i, s) in flood.iter_mut().enumerate() {

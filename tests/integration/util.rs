@@ -131,6 +131,26 @@ impl Proc {
         }
     }
 
+    /// Waits until a log line contains `needle` or the process has exited; true: logged.
+    pub fn wait_log_or_exit(&mut self, needle: &str) -> bool {
+        let start = Instant::now();
+        loop {
+            if self.count_log(needle) > 0 {
+                return true;
+            }
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                thread::sleep(Duration::from_millis(50)); // let the readers finish
+                return self.count_log(needle) > 0;
+            }
+            if start.elapsed() > WAIT {
+                self.fail(&format!(
+                    "gave up after {WAIT:?} waiting for {needle:?} or an exit"
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the process to exit; returns its status and how long that took.
     pub fn wait_exit(&mut self, within: Duration) -> (ExitStatus, Duration) {
         let start = Instant::now();

@@ -101,9 +101,9 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -171,6 +171,33 @@ pub struct Server {
 
     // hello-path-rs patch 8: dropped with the server, which ends its reader thread
     _reader_wake: std::os::unix::net::UnixStream,
+
+    // hello-path-rs patch 10: the reader's epoll instance and connection table, set by the
+    // first accept thread once it has started the reader, and the connection tokens, shared
+    // with any accept thread started later by `accept_again`.
+    reactor: Arc<OnceLock<(Arc<reactor::Epoll>, reactor::Conns)>>,
+    next_token: Arc<AtomicU64>,
+}
+
+/// hello-path-rs patch 10: an accept thread's share of the server.
+struct Accept {
+    close: Arc<AtomicBool>,
+    messages: Arc<MessagesQueue<Message>>,
+    reactor: Arc<OnceLock<(Arc<reactor::Epoll>, reactor::Conns)>>,
+    next_token: Arc<AtomicU64>,
+}
+
+/// hello-path-rs patch 10: wakes the thread waiting in `Server::recv_until` (or the next one
+/// to call it) from any thread. Cheap to clone; several wake-ups before the waiter runs
+/// count as one.
+#[derive(Clone)]
+pub struct Waker(Arc<MessagesQueue<Message>>);
+
+impl Waker {
+    /// Makes `recv_until` return `Ok(None)` now, or at its next call.
+    pub fn wake(&self) {
+        self.0.wake();
+    }
 }
 
 enum Message {
@@ -294,30 +321,11 @@ impl Server {
             (listener, local_addr)
         };
 
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
+        // hello-path-rs patch 10: the reader thread (patch 8) reads plain sockets only; the
+        // accept loop that wrapped connections in TLS is gone.
+        if ssl_config.is_some() {
+            return Err("this tiny_http fork does not support HTTPS (see PATCHES.md)".into());
+        }
 
         // the queue of requests (and accept errors) for `recv`
         let messages = MessagesQueue::with_capacity(8);
@@ -331,66 +339,15 @@ impl Server {
         // (descriptors are taken here, where running out of them is an error to return)
         let epoll = reactor::Epoll::new()?;
 
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::Builder::new()
-            .name("tiny-http-accept".into())
-            .spawn(move || {
-                let (epoll, conns) = reactor::start(epoll, wake, inside_messages.clone(), options)
-                    .unwrap_or_else(|e| panic!("tiny_http cannot start its reader: {}", e));
-                let mut next_token: u64 = 0;
-
-                log::debug!("Running accept thread");
-                while !inside_close_trigger.load(Relaxed) {
-                    let new_client = match server.accept() {
-                        Ok((sock, remote_addr)) => {
-                            use util::RefinedTcpStream;
-                            // hello-path-rs patch 2: a failed dup of the new socket (EMFILE)
-                            // closes that connection and ends the accept loop like a failed
-                            // accept() does, reported through `recv`, instead of panicking.
-                            let halves = match ssl {
-                                None => RefinedTcpStream::new(sock),
-                                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                                Some(ref ssl) => {
-                                    // trying to apply SSL over the connection
-                                    // if an error occurs, we just close the socket and resume listening
-                                    let sock = match ssl.accept(sock) {
-                                        Ok(s) => s,
-                                        Err(_) => continue,
-                                    };
-
-                                    RefinedTcpStream::new(sock)
-                                }
-                                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                                Some(ref _ssl) => unreachable!(),
-                            };
-
-                            halves.map(|(read, write)| reactor::Conn::new(read, write, remote_addr))
-                        }
-                        Err(e) => Err(e),
-                    };
-
-                    match new_client {
-                        Ok(conn) => {
-                            next_token += 1;
-                            let fd = conn.fd();
-                            conns.lock().unwrap().insert(next_token, conn);
-                            if let Err(e) = epoll.add(fd, next_token) {
-                                log::error!("Error watching a new client: {}", e);
-                                conns.lock().unwrap().remove(&next_token);
-                            }
-                        }
-
-                        Err(e) => {
-                            log::error!("Error accepting new client: {}", e);
-                            inside_messages.push(e.into());
-                            break;
-                        }
-                    }
-                }
-                log::debug!("Terminating accept thread");
-            })
-            .map_err(thread_error)?;
+        let reactor = Arc::new(OnceLock::new());
+        let next_token = Arc::new(AtomicU64::new(0));
+        Accept {
+            close: close_trigger.clone(),
+            messages: messages.clone(),
+            reactor: Arc::clone(&reactor),
+            next_token: Arc::clone(&next_token),
+        }
+        .spawn(server, Some((epoll, wake, options)))?;
 
         // result
         Ok(Server {
@@ -398,6 +355,8 @@ impl Server {
             close: close_trigger,
             listening_addr: local_addr,
             _reader_wake: reader_wake,
+            reactor,
+            next_token,
         })
     }
 
@@ -448,11 +407,114 @@ impl Server {
         }
     }
 
+    /// hello-path-rs patch 10: the next request, or `Ok(None)` when `deadline` passed or a
+    /// `Waker` woke the caller; with no deadline it waits with no timeout at all (no
+    /// periodic wake-up). An `Err` is a failed `accept()`: the accept thread has ended, the
+    /// connections it accepted are still read and answered, and `accept_again` starts a
+    /// new one.
+    pub fn recv_until(&self, deadline: Option<std::time::Instant>) -> IoResult<Option<Request>> {
+        match self.messages.pop_until(deadline) {
+            util::Popped::Elem(Message::Error(err)) => Err(err),
+            util::Popped::Elem(Message::NewRequest(rq)) => Ok(Some(rq)),
+            util::Popped::Woken | util::Popped::TimedOut => Ok(None),
+        }
+    }
+
+    /// hello-path-rs patch 10: a handle that wakes `recv_until` from another thread.
+    pub fn waker(&self) -> Waker {
+        Waker(Arc::clone(&self.messages))
+    }
+
+    /// hello-path-rs patch 10: starts a new accept thread on `listener` (typically a handle
+    /// on the same socket, after `recv_until` reported that `accept()` failed), feeding the
+    /// same reader, connection table and request queue: nothing accepted before is lost,
+    /// and there is still one queue to wait on. Plain TCP only.
+    pub fn accept_again<L: Into<Listener>>(&self, listener: L) -> IoResult<()> {
+        if self.reactor.get().is_none() {
+            return Err(IoError::new(
+                IoErrorKind::Other,
+                "the server's reader has not started",
+            ));
+        }
+        let accept = Accept {
+            close: self.close.clone(),
+            messages: self.messages.clone(),
+            reactor: Arc::clone(&self.reactor),
+            next_token: Arc::clone(&self.next_token),
+        };
+        accept.spawn(listener.into(), None)
+
+    }
+
     /// Unblock thread stuck in recv() or incoming_requests().
     /// If there are several such threads, only one is unblocked.
     /// This method allows graceful shutdown of server.
     pub fn unblock(&self) {
         self.messages.unblock();
+    }
+}
+
+impl Accept {
+    /// Starts the accept thread; with `reader`, it first starts the reader and the writer
+    /// (off the caller's path: a server answers sooner after start). One it cannot start is
+    /// a panic there, which hello-path-rs turns into exit 1, never a server that accepts
+    /// and never answers.
+    fn spawn(
+        self,
+        server: Listener,
+        reader: Option<(reactor::Epoll, std::os::unix::net::UnixStream, ServerOptions)>,
+    ) -> IoResult<()> {
+        thread::Builder::new()
+            .name("tiny-http-accept".into())
+            .spawn(move || {
+                if let Some((epoll, wake, options)) = reader {
+                    let started = reactor::start(epoll, wake, self.messages.clone(), options)
+                        .unwrap_or_else(|e| panic!("tiny_http cannot start its reader: {}", e));
+                    let _ = self.reactor.set(started);
+                }
+                self.run(server);
+            })
+            .map_err(thread_error)?;
+        Ok(())
+    }
+
+    /// Accepts connections and hands them to the reader until the server is dropped or
+    /// `accept()` fails; the failure is reported once through `recv`.
+    fn run(self, server: Listener) {
+        let Some((epoll, conns)) = self.reactor.get() else {
+            return;
+        };
+        log::debug!("Running accept thread");
+        while !self.close.load(Relaxed) {
+            let new_client = match server.accept() {
+                Ok((sock, remote_addr)) => {
+                    use util::RefinedTcpStream;
+                    // hello-path-rs patch 2: a failed dup of the new socket (EMFILE) closes
+                    // that connection and ends the accept loop like a failed accept() does,
+                    // reported through `recv`, instead of panicking.
+                    RefinedTcpStream::new(sock)
+                        .map(|(read, write)| reactor::Conn::new(read, write, remote_addr))
+                }
+                Err(e) => Err(e),
+            };
+            match new_client {
+                Ok(conn) => {
+                    let token = self.next_token.fetch_add(1, Relaxed) + 1;
+                    let fd = conn.fd();
+                    conns.lock().unwrap().insert(token, conn);
+                    if let Err(e) = epoll.add(fd, token) {
+                        log::error!("Error watching a new client: {}", e);
+                        conns.lock().unwrap().remove(&token);
+                    }
+                }
+                Err(e) => {
+                    log::error!("Error accepting new client: {}", e);
+                    self.messages.push(e.into());
+                    break;
+                }
+            }
+        }
+        log::debug!("Terminating accept thread");
     }
 }
 

@@ -15,6 +15,17 @@ struct Queue<T> {
     items: VecDeque<Control<T>>,
     /// threads blocked in `pop` / `pop_timeout`
     waiting: usize,
+    /// hello-path-rs patch 10: `wake` was called since the last `pop_until` returned.
+    woken: bool,
+}
+
+/// What `pop_until` returns.
+pub enum Popped<T> {
+    Elem(T),
+    /// `wake` (or `unblock`) was called.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
 }
 
 pub struct MessagesQueue<T>
@@ -34,6 +45,7 @@ where
             queue: Mutex::new(Queue {
                 items: VecDeque::with_capacity(capacity),
                 waiting: 0,
+                woken: false,
             }),
             condvar: Condvar::new(),
         })
@@ -94,6 +106,48 @@ where
         match queue.items.pop_front() {
             Some(Control::Elem(value)) => Some(value),
             Some(Control::Unblock) | None => None,
+        }
+    }
+
+    /// hello-path-rs patch 10: makes the next (or the current) `pop_until` return
+    /// `Popped::Woken`, before any queued element, so that a wake-up is never starved by a
+    /// busy queue. Wake-ups do not pile up: several before one `pop_until` count once.
+    pub fn wake(&self) {
+        let mut queue = self.queue.lock().unwrap();
+        queue.woken = true;
+        if queue.waiting > 0 {
+            self.condvar.notify_all();
+        }
+    }
+
+    /// hello-path-rs patch 10: pops an element, waiting until `deadline` (`None`: as long as
+    /// it takes) or a `wake`. Unlike `pop_timeout`, a waiter with no deadline sleeps with no
+    /// timeout at all: an idle process has no periodic wake-up.
+    pub fn pop_until(&self, deadline: Option<Instant>) -> Popped<T> {
+        let mut queue = self.queue.lock().unwrap();
+        loop {
+            if queue.woken {
+                queue.woken = false;
+                return Popped::Woken;
+            }
+            match queue.items.pop_front() {
+                Some(Control::Elem(value)) => return Popped::Elem(value),
+                Some(Control::Unblock) => return Popped::Woken,
+                None => (),
+            }
+            queue.waiting += 1;
+            queue = match deadline {
+                None => self.condvar.wait(queue).unwrap(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        queue.waiting -= 1;
+                        return Popped::TimedOut;
+                    }
+                    self.condvar.wait_timeout(queue, deadline - now).unwrap().0
+                }
+            };
+            queue.waiting -= 1;
         }
     }
 

@@ -1,6 +1,6 @@
 // hello-path-rs patch 8: TaskPool, SequentialReader, EqualReader and FusedReader served the
 // per-connection threads; the reader thread (`reactor.rs`) needs none of them.
-pub use self::messages_queue::MessagesQueue;
+pub use self::messages_queue::{MessagesQueue, Popped};
 pub use self::refined_tcp_stream::RefinedTcpStream;
 pub use self::sequential::{SequentialWriter, SequentialWriterBuilder};
 
