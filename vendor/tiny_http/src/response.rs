@@ -1,7 +1,6 @@
 use crate::common::{HTTPVersion, Header, StatusCode};
 use crate::request::Persistence;
 use httpdate::HttpDate;
-use std::cmp::Ordering;
 use std::sync::mpsc::Receiver;
 
 use std::io::Result as IoResult;
@@ -150,40 +149,11 @@ fn choose_transfer_encoding(
         return TransferEncoding::Identity;
     }
 
-    // parsing the request's TE header
-    let user_request = request_headers
-        .iter()
-        // finding TE
-        .find(|h| h.field.equiv("TE"))
-        // getting its value
-        .map(|h| h.value.clone())
-        // getting the corresponding TransferEncoding
-        .and_then(|value| {
-            // getting list of requested elements
-            let mut parse = util::parse_header_value(value.as_str()); // TODO: remove conversion
-
-            // sorting elements by most priority
-            parse.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal));
-
-            // trying to parse each requested encoding
-            for value in parse.iter() {
-                // q=0 are ignored
-                if value.1 <= 0.0 {
-                    continue;
-                }
-
-                if let Ok(te) = TransferEncoding::from_str(value.0) {
-                    return Some(te);
-                }
-            }
-
-            // encoding not found
-            None
-        });
-
-    if let Some(user_request) = user_request {
-        return user_request;
-    }
+    // hello-path-rs patch 10: the request's `TE` no longer chooses the framing. It lists the
+    // codings a client accepts besides chunked (RFC 9110 §10.1.4) and obliges the server to
+    // nothing; upstream answered `TE: identity` and `TE: chunked` with that coding, parsing
+    // q-values as floats for it (3 kB of float parsing in the binary).
+    let _ = request_headers;
 
     // if we have additional headers, using chunked
     if has_additional_headers {

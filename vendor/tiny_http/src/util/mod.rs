@@ -1,57 +1,11 @@
 // hello-path-rs patch 8: TaskPool, SequentialReader, EqualReader and FusedReader served the
 // per-connection threads; the reader thread (`reactor.rs`) needs none of them.
+// hello-path-rs patch 10: `parse_header_value` (q-values as floats) went with the `TE`
+// choice of the answer's framing (`response.rs`).
 pub use self::messages_queue::{MessagesQueue, Popped};
 pub use self::refined_tcp_stream::RefinedTcpStream;
 pub use self::sequential::{SequentialWriter, SequentialWriterBuilder};
 
-use std::str::FromStr;
-
 mod messages_queue;
 pub(crate) mod refined_tcp_stream;
 mod sequential;
-
-/// Parses a the value of a header.
-/// Suitable for `Accept-*`, `TE`, etc.
-///
-/// For example with `text/plain, image/png; q=1.5` this function would
-/// return `[ ("text/plain", 1.0), ("image/png", 1.5) ]`
-pub fn parse_header_value(input: &str) -> Vec<(&str, f32)> {
-    input
-        .split(',')
-        .filter_map(|elem| {
-            let mut params = elem.split(';');
-
-            let t = params.next()?;
-
-            let mut value = 1.0_f32;
-
-            for p in params {
-                if p.trim_start().starts_with("q=") {
-                    if let Ok(val) = f32::from_str(p.trim_start()[2..].trim()) {
-                        value = val;
-                        break;
-                    }
-                }
-            }
-
-            Some((t.trim(), value))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod test {
-    #[test]
-    #[allow(clippy::float_cmp)]
-    fn test_parse_header() {
-        let result = super::parse_header_value("text/html, text/plain; q=1.5 , image/png ; q=2.0");
-
-        assert_eq!(result.len(), 3);
-        assert_eq!(result[0].0, "text/html");
-        assert_eq!(result[0].1, 1.0);
-        assert_eq!(result[1].0, "text/plain");
-        assert_eq!(result[1].1, 1.5);
-        assert_eq!(result[2].0, "image/png");
-        assert_eq!(result[2].1, 2.0);
-    }
-}
