@@ -28,8 +28,8 @@ set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
-# shellcheck source=scripts/kubelet-secret.sh
-. "${ROOT}/scripts/kubelet-secret.sh"
+# shellcheck source=scripts/lib/kubelet-secret.sh
+. "${ROOT}/scripts/lib/kubelet-secret.sh"
 
 IMAGE_REF=${IMAGE:-localhost/hello-path-rs:0.1.0}
 ENGINE=${CONTAINER_ENGINE:-podman}

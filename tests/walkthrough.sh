@@ -6,7 +6,7 @@
 #   2. --kube without a cluster exits 2 within seconds with one line: with KUBECTL pointing at
 #      a command that fails, at a missing command, and (when kubectl is installed) with a
 #      kubeconfig whose server is https://127.0.0.1:1;
-#   3. wait_for (scripts/lib.sh) says what it waits for every 5 s even when one round of its
+#   3. wait_for (scripts/lib/wait.sh) says what it waits for every 5 s even when one round of its
 #      command takes longer than that;
 #   4. the LOCAL walkthrough end to end (scripts/walkthrough.sh, which builds the binary if
 #      needed): reload and rotate with 0 failed requests and 0 restarts on the same PID,
@@ -148,7 +148,7 @@ test_wait_progress() {
   start=$(date +%s)
   # shellcheck disable=SC2016 # expanded by the inner bash
   timeout 60 bash -c 'set -o errexit -o nounset -o pipefail
-    source "$1/scripts/lib.sh"
+    source "$1/scripts/lib/common.sh"
     WORK_DIR=$2
     slow() { sleep 6; return 1; }
     wait_for "a slow check" 11 0.1 slow' _ "${ROOT}" "${WORK}" >"${out}" 2>&1 || rc=$?
