@@ -8,7 +8,8 @@
 # Usage: scripts/test.sh [--prepare] [--only STEP[,STEP...]]
 #   --prepare   install what the tests need (as root: apt-get, rustup), then exit
 #   --only      run only these steps: rust, shellcheck, manifests, image, multiarch,
-#               walkthrough, bench (a quick smoke run of scripts/bench.sh, no timing asserted)
+#               walkthrough (the scenario scripts: tests/cleanup.sh, tests/walkthrough.sh),
+#               bench (a quick smoke run of scripts/bench.sh, no timing asserted)
 #
 # Only what the selected steps need is checked: missing prerequisites are installed when
 # running as root; otherwise they are named and the run fails (`--only rust` needs cargo and
@@ -37,7 +38,7 @@ needs() {
     manifests) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
     image) printf '%s\n' 'podman podman uidmap' 'runc runc' ;;
     multiarch) printf '%s\n' 'podman podman uidmap' 'runc runc' 'qemu-aarch64-static qemu-user-static' ;;
-    walkthrough) ;;
+    walkthrough) printf '%s\n' 'setsid util-linux' ;;
     bench) printf '%s\n' 'python3 python3' 'wrk wrk' 'prlimit util-linux' 'ss iproute2' ;;
   esac
 }
@@ -140,17 +141,26 @@ step_rust() {
 
 step_shellcheck() {
   local -a files
-  mapfile -t files < <(cd "$ROOT" && git ls-files -co --exclude-standard 'scripts/*' 'tests/*.sh' '.ci/*' |
+  mapfile -t files < <(cd "$ROOT" && git ls-files -co --exclude-standard 'scripts/*' 'tests/*.sh' 'tests/fixtures/*' '.ci/*' |
     while read -r f; do head -n1 "$f" | grep -qE '^#!.*(ba)?sh' && echo "$f"; done)
   (cd "$ROOT" && shellcheck -x "${files[@]}")
   echo "shellcheck: ${#files[@]} scripts clean"
 }
 
-step_manifests() { bash "$ROOT/tests/manifests.sh"; }
-step_image() { bash "$ROOT/tests/image.sh"; }
-step_multiarch() { bash "$ROOT/tests/multiarch.sh"; }
-step_walkthrough() { bash "$ROOT/tests/walkthrough.sh"; }
-step_bench() { bash "$ROOT/tests/bench-smoke.sh"; }
+# run_tests FILE... — tests/FILE, each in turn (every one runs); fails when one failed.
+run_tests() {
+  local f rc=0
+  for f in "$@"; do
+    bash "$ROOT/tests/$f" || rc=1
+  done
+  return "$rc"
+}
+
+step_manifests() { run_tests manifests.sh; }
+step_image() { run_tests image.sh; }
+step_multiarch() { run_tests multiarch.sh; }
+step_walkthrough() { run_tests cleanup.sh walkthrough.sh; }
+step_bench() { run_tests bench-smoke.sh; }
 
 main() {
   local only="" do_prepare=0

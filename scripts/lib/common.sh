@@ -160,41 +160,58 @@ parse_args() {
 
 # cleanup_add FUNCTION — FUNCTION removes something this script created (local.sh: the
 # processes it started; kube.sh: the namespaces it created); cleanup calls each one, in the
-# order they were added. It must be idempotent.
+# order they were added. It must be idempotent, and say what it did with cleanup_note
+# rather than print: cleanup reports only once everything is removed.
 CLEANUP_STEPS=()
+CLEANUP_NOTES=()
 cleanup_add() {
   [[ " ${CLEANUP_STEPS[*]} " == *" $1 "* ]] || CLEANUP_STEPS+=("$1")
 }
+# cleanup_note MESSAGE — a log line (on stderr) for cleanup to print at its end.
+cleanup_note() { CLEANUP_NOTES+=("$*"); }
 
-# Creates the scratch directory and installs the EXIT trap. Scripts that need their own
-# cleanup define `scenario_cleanup`, called first.
+# Creates the scratch directory and installs the traps: whatever ends the script — its
+# end, an error, Ctrl-C (INT), TERM, a closed terminal (HUP) or a reader gone from its
+# output (PIPE) — cleanup runs. Scripts that need their own clean-up define
+# `scenario_cleanup`, called first.
 setup_workdir() {
   WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/hello-path-${SCRIPT_NAME}.XXXXXX")
   trap cleanup EXIT
+  trap 'exit 129' HUP
   trap 'exit 130' INT
+  trap 'exit 141' PIPE
   trap 'exit 143' TERM
 }
 
 # Idempotent: stops only the processes this script started, deletes only the namespaces it
-# created (without waiting for them), removes only its scratch directory. Its messages go to
-# stderr, so that the RESULT line stays the last line on stdout.
+# created (without waiting for them), removes only its scratch directory — all of that
+# first, and only then says what it did, on stderr (the RESULT line stays the last line on
+# stdout). Nothing stops it half-way: not errexit, not a closed pipe (the reader of the
+# output may have died with the same Ctrl-C: `scripts/rotate.sh --kube | tee run.log`), not
+# a second INT or TERM, not a full disk; a line it cannot write is dropped.
 cleanup() {
-  local rc=$? step
+  local rc=$? step note
+  trap '' PIPE INT TERM HUP
   trap - EXIT
+  set +o errexit
   _ticker_stop
   if declare -F scenario_cleanup >/dev/null; then
-    scenario_cleanup || true
+    scenario_cleanup
   fi
   for step in "${CLEANUP_STEPS[@]}"; do
-    "${step}" || true
+    "${step}"
   done
   if [[ -n "${WORK_DIR}" && -d "${WORK_DIR}" ]]; then
     if [[ "${KEEP_WORKDIR:-0}" == 1 ]]; then
-      log "KEEP_WORKDIR=1: logs kept in ${WORK_DIR}" >&2
+      cleanup_note "KEEP_WORKDIR=1: logs kept in ${WORK_DIR}"
     else
       rm -rf -- "${WORK_DIR}"
     fi
   fi
+  for note in "${CLEANUP_NOTES[@]}"; do
+    log "${note}" >&2 2>/dev/null
+  done
+  CLEANUP_NOTES=()
   exit "${rc}"
 }
 

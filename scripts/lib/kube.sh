@@ -237,19 +237,21 @@ kube_secret_set() {
 }
 
 # The clean-up of the --kube mode: deletes the namespaces this script created, without
-# waiting for them (the API server removes what is in them), each call bounded.
+# waiting for them (the API server removes what is in them), each call bounded. Says what
+# it did through cleanup_note, and is never stopped by a failure (see cleanup).
 _kube_cleanup() {
   local ns
   for ns in "${CREATED_NAMESPACES[@]}"; do
     if [[ "${KEEP_NAMESPACE:-0}" == 1 ]]; then
-      log "KEEP_NAMESPACE=1: leaving namespace ${ns} (delete it with: kubectl delete namespace ${ns})" >&2
+      cleanup_note "KEEP_NAMESPACE=1: leaving namespace ${ns} (delete it with: kubectl delete namespace ${ns})"
+    elif kube_t 10 delete namespace "${ns}" --wait=false --ignore-not-found >/dev/null 2>&1; then
+      cleanup_note "deleted namespace ${ns} (in the background: --wait=false)"
     else
-      log "deleting namespace ${ns} (in the background: --wait=false)" >&2
-      kube_t 10 delete namespace "${ns}" --wait=false --ignore-not-found >/dev/null 2>&1 ||
-        warn "could not delete namespace ${ns}: delete it by hand"
+      cleanup_note "warning: could not delete namespace ${ns}: delete it by hand"
     fi
   done
   CREATED_NAMESPACES=()
+  return 0
 }
 cleanup_add _kube_cleanup
 

@@ -164,12 +164,12 @@ app_stop() {
 }
 
 # The clean-up of the local mode: SIGTERM to every process still running, a second to exit
-# (SIGKILL after it), reaped.
+# (SIGKILL after it), reaped. Silent, and never stopped by a failure (see cleanup).
 _local_cleanup() {
   local pid i
   for pid in "${STARTED_PIDS[@]}"; do
     if proc_alive "${pid}"; then
-      kill -TERM "${pid}" 2>/dev/null || true
+      kill -TERM "${pid}" 2>/dev/null
     fi
   done
   for pid in "${STARTED_PIDS[@]}"; do
@@ -178,9 +178,9 @@ _local_cleanup() {
       sleep 0.1
     done
     if proc_alive "${pid}"; then
-      kill -KILL "${pid}" 2>/dev/null || true
+      kill -KILL "${pid}" 2>/dev/null
     fi
-    wait "${pid}" 2>/dev/null || true
+    wait "${pid}" 2>/dev/null
   done
   STARTED_PIDS=()
   return 0

@@ -98,7 +98,7 @@ _ticker_start() {
   _ticker_stop
   local start=$1 before=$2 after=$3
   (
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM PIPE HUP
     local next left elapsed
     next=$((($(now_ms) - start + 100) / 5000 + 1))
     # $$ is the script itself, also in this subshell.
