@@ -8,7 +8,7 @@
 # Usage: scripts/test.sh [--prepare] [--only STEP[,STEP...]]
 #   --prepare   install what the tests need (as root: apt-get, rustup), then exit
 #   --only      run only these steps: rust, shellcheck, manifests, image, multiarch,
-#               walkthrough (the scenario scripts: tests/cleanup.sh, tests/walkthrough.sh),
+#               walkthrough (the scenario scripts: tests/timeline.sh, cleanup.sh, walkthrough.sh),
 #               bench (a quick smoke run of scripts/bench.sh, no timing asserted)
 #
 # Only what the selected steps need is checked: missing prerequisites are installed when
@@ -38,7 +38,7 @@ needs() {
     manifests) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
     image) printf '%s\n' 'podman podman uidmap' 'runc runc' ;;
     multiarch) printf '%s\n' 'podman podman uidmap' 'runc runc' 'qemu-aarch64-static qemu-user-static' ;;
-    walkthrough) printf '%s\n' 'setsid util-linux' ;;
+    walkthrough) printf '%s\n' 'setsid util-linux' 'python3 python3' ;;
     bench) printf '%s\n' 'python3 python3' 'wrk wrk' 'prlimit util-linux' 'ss iproute2' ;;
   esac
 }
@@ -159,7 +159,7 @@ run_tests() {
 step_manifests() { run_tests manifests.sh; }
 step_image() { run_tests image.sh; }
 step_multiarch() { run_tests multiarch.sh; }
-step_walkthrough() { run_tests cleanup.sh walkthrough.sh; }
+step_walkthrough() { run_tests timeline.sh cleanup.sh walkthrough.sh; }
 step_bench() { run_tests bench-smoke.sh; }
 
 main() {

@@ -31,7 +31,7 @@
 #   verdict         ok = the outcome the scenario expects; unexpected = anything else (the
 #                   script then exits 1)
 #   timeline        availability, one glyph per second (see TIMELINE_LEGEND); "|" marks a
-#                   change; "-" when not measured
+#                   change; "-" when not measured. The table compresses it to fit.
 # shellcheck shell=bash
 
 if [[ -n "${HELLO_PATH_PROBE_LOADED:-}" ]]; then
@@ -40,6 +40,8 @@ fi
 HELLO_PATH_PROBE_LOADED=1
 
 readonly TIMELINE_LEGEND="█ every request ok · ▄ some failed · ▁ all failed · | the change"
+# The width the timeline block of the table fits in (a terminal of 100 columns).
+readonly TABLE_COLUMNS=100
 
 # ---------------------------------------------------------------------------------------
 # The RESULT and CONTROL lines.
@@ -133,6 +135,76 @@ probe_timeline() {
     }' "${file}"
 }
 
+# _timeline_split TIMELINE — TL_TOKENS: its glyphs, one per element ("|" a change, any
+# other a second). Byte-exact, whatever the locale (the glyphs are 3 bytes in UTF-8).
+_timeline_split() {
+  local s=$1 g
+  TL_TOKENS=()
+  while [[ -n "${s}" ]]; do
+    case "${s}" in
+      "|"*) g="|" ;;
+      "█"*) g="█" ;;
+      "▄"*) g="▄" ;;
+      "▁"*) g="▁" ;;
+      *) g=${s:0:1} ;;
+    esac
+    TL_TOKENS+=("${g}")
+    s=${s#"${g}"}
+  done
+}
+
+# timeline_scale WIDTH TIMELINE... — the fewest seconds a glyph so that every TIMELINE fits
+# in WIDTH columns ("|" marks included): 1 when they fit as they are.
+timeline_scale() {
+  local width=$1 t tok seconds marks scale=1
+  shift
+  for t in "$@"; do
+    [[ "${t}" != - ]] || continue
+    _timeline_split "${t}"
+    seconds=0 marks=0
+    for tok in "${TL_TOKENS[@]}"; do
+      if [[ "${tok}" == "|" ]]; then marks=$((marks + 1)); else seconds=$((seconds + 1)); fi
+    done
+    while (((seconds + scale - 1) / scale + marks > width && scale < seconds)); do
+      scale=$((scale + 1))
+    done
+  done
+  echo "${scale}"
+}
+
+# timeline_fit TIMELINE SCALE — TIMELINE with SCALE seconds a glyph: each glyph stands for
+# the worst of its seconds (all failed ▁, then some failed ▄, then no request, then every
+# request ok █: a second with failures never hides in an ok glyph); a "|" goes before the
+# glyph whose seconds hold the change. "-" stays "-".
+timeline_fit() {
+  local timeline=$1 scale=$2 t out="" marks="" worst="" rank worst_rank=-1 n=0
+  if [[ "${timeline}" == - || "${scale}" -le 1 ]]; then
+    printf '%s\n' "${timeline}"
+    return 0
+  fi
+  _timeline_split "${timeline}"
+  for t in "${TL_TOKENS[@]}"; do
+    case "${t}" in
+      "|")
+        marks+="|"
+        continue
+        ;;
+      "█") rank=0 ;;
+      "▄") rank=2 ;;
+      "▁") rank=3 ;;
+      *) rank=1 ;;
+    esac
+    if ((rank > worst_rank)); then
+      worst=${t} worst_rank=${rank}
+    fi
+    n=$((n + 1))
+    if ((n == scale)); then
+      out+="${marks}${worst}" marks="" worst="" worst_rank=-1 n=0
+    fi
+  done
+  printf '%s\n' "${out}${marks}${worst}"
+}
+
 # ---------------------------------------------------------------------------------------
 # The walkthrough's table.
 
@@ -181,12 +253,26 @@ results_table() {
 }
 
 # results_timelines RESULTS_FILE — the availability block under the table: a legend, then
-# "  NAME TIMELINE" for each RESULT and CONTROL line.
+# "  NAME TIMELINE" for each RESULT and CONTROL line, every line within TABLE_COLUMNS: when
+# a timeline is too long for that, all of them are compressed alike, several seconds a glyph,
+# and the legend says how many.
 results_timelines() {
-  local line width
+  local line width scale i
+  local -a names=() timelines=()
   width=$(results_width "$1")
-  printf '\navailability per second (%s):\n' "${TIMELINE_LEGEND}"
   while IFS= read -r line; do
-    printf "  %-${width}s %s\n" "$(result_field "${line}" scenario)" "$(result_field "${line}" timeline)"
+    names+=("$(result_field "${line}" scenario)")
+    timelines+=("$(result_field "${line}" timeline)")
   done <"$1"
+  scale=$(timeline_scale $((TABLE_COLUMNS - width - 3)) "${timelines[@]}")
+  if ((scale == 1)); then
+    printf '\navailability per second (%s):\n' "${TIMELINE_LEGEND}"
+  else
+    printf '\navailability per %s seconds (each glyph the worst of its %s seconds):\n' \
+      "${scale}" "${scale}"
+    printf '  %s\n' "${TIMELINE_LEGEND}"
+  fi
+  for i in "${!names[@]}"; do
+    printf "  %-${width}s %s\n" "${names[i]}" "$(timeline_fit "${timelines[i]}" "${scale}")"
+  done
 }
