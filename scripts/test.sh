@@ -15,7 +15,8 @@
 # running as root; otherwise they are named and the run fails (`--only rust` needs cargo and
 # prlimit, not podman, qemu or wrk). Environment:
 #   CONTAINER_ENGINE   podman (default), or docker/buildah where the image tests support it
-#   PODMAN_RUN_FLAGS, PODMAN_GLOBAL_FLAGS   extra flags for machines that need them (.ci/)
+#   PODMAN_RUN_FLAGS, PODMAN_GLOBAL_FLAGS   overrides of the `run` and global flags that the
+#                      container steps find out (scripts/lib/engine.sh; tests/engine.sh)
 #   VENV               virtualenv for the manifest checks (default: .venv)
 set -o errexit -o nounset -o pipefail
 
@@ -157,7 +158,7 @@ run_tests() {
 }
 
 step_manifests() { run_tests manifests.sh; }
-step_image() { run_tests image.sh; }
+step_image() { run_tests engine.sh image.sh; }
 step_multiarch() { run_tests multiarch.sh; }
 step_walkthrough() { run_tests timeline.sh cleanup.sh walkthrough.sh; }
 step_bench() { run_tests bench-smoke.sh; }
