@@ -2,14 +2,16 @@
 # The one test command of hello-path-rs.
 #
 # Builds the binary, runs the Rust tests (unit + integration against the real binary), then
-# the checks of the other parts: shellcheck on every script, the manifests (kustomize + schema
-# validation), the container image in a real engine, and the local walkthrough end to end.
+# the checks of the other parts: shellcheck on every script, ruff and unit tests on the
+# bench's Python, the manifests (kustomize + schema validation), the container image in a
+# real engine, and the local walkthrough end to end.
 #
 # Usage: scripts/test.sh [--prepare] [--only STEP[,STEP...]]
 #   --prepare   install what the tests need (as root: apt-get, rustup), then exit
-#   --only      run only these steps: rust, shellcheck, manifests, image, multiarch,
-#               walkthrough (the scenario scripts: tests/timeline.sh, cleanup.sh, walkthrough.sh),
-#               bench (a quick smoke run of scripts/bench.sh, no timing asserted)
+#   --only      run only these steps: rust, shellcheck, python (ruff and the unit tests of
+#               bench/), manifests, image, multiarch, walkthrough (the scenario scripts:
+#               tests/timeline.sh, cleanup.sh, walkthrough.sh), bench (a quick smoke run of
+#               scripts/bench.sh, no timing asserted)
 #
 # Only what the selected steps need is checked: missing prerequisites are installed when
 # running as root; otherwise they are named and the run fails (`--only rust` needs cargo and
@@ -17,11 +19,11 @@
 #   CONTAINER_ENGINE   podman (default), or docker/buildah where the image tests support it
 #   PODMAN_RUN_FLAGS, PODMAN_GLOBAL_FLAGS   overrides of the `run` and global flags that the
 #                      container steps find out (scripts/lib/engine.sh; tests/engine.sh)
-#   VENV               virtualenv for the manifest checks (default: .venv)
+#   VENV               virtualenv for the manifest checks and ruff (default: .venv)
 set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STEPS=(rust shellcheck manifests image multiarch walkthrough bench)
+STEPS=(rust shellcheck python manifests image multiarch walkthrough bench)
 APT_PACKAGES=(podman runc uidmap shellcheck qemu-user-static wrk iproute2)
 RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 
@@ -36,6 +38,7 @@ needs() {
   case "$1" in
     rust) printf '%s\n' 'prlimit util-linux' ;;
     shellcheck) printf '%s\n' 'shellcheck shellcheck' ;;
+    python) printf '%s\n' 'python3 python3' ;;
     manifests) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
     image) printf '%s\n' 'podman podman uidmap' 'runc runc' ;;
     multiarch) printf '%s\n' 'podman podman uidmap' 'runc runc' 'qemu-aarch64-static qemu-user-static' ;;
@@ -43,8 +46,8 @@ needs() {
     bench) printf '%s\n' 'python3 python3' 'wrk wrk' 'prlimit util-linux' 'ss iproute2' ;;
   esac
 }
-# needs_cargo STEP — STEP builds Rust code (every step but shellcheck and manifests).
-needs_cargo() { [[ "$1" != shellcheck && "$1" != manifests ]]; }
+# needs_cargo STEP — STEP builds Rust code (every step but shellcheck, python and manifests).
+needs_cargo() { [[ "$1" != shellcheck && "$1" != python && "$1" != manifests ]]; }
 # targets_of STEP — the Rust targets STEP builds for: the image one for this machine's
 # architecture, multiarch both.
 targets_of() {
@@ -157,6 +160,7 @@ run_tests() {
   return "$rc"
 }
 
+step_python() { run_tests python.sh; }
 step_manifests() { run_tests manifests.sh; }
 step_image() { run_tests engine.sh image.sh; }
 step_multiarch() { run_tests multiarch.sh; }
