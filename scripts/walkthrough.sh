@@ -177,7 +177,7 @@ main() {
       [[ " ${known[*]} " == *" ${s} "* ]] ||
         usage_error "unknown scenario '${s}' in --only (known: ${known[*]})"
       [[ " ${here[*]} " == *" ${s} "* ]] ||
-        usage_error "scenario '${s}' does not run in the ${MODE} mode (it runs: ${RUNS[*]})"
+        usage_error "scenario '${s}' does not run in the ${MODE} mode (it has: ${here[*]})"
     done
   fi
   setup_workdir
