@@ -81,19 +81,27 @@ result_field() {
 # ---------------------------------------------------------------------------------------
 # Counts and timelines of a probe's output.
 
+# The awk function both read a probe's lines with: second() sets ok and bad from a line
+# `probe second=N ok=A failed=B`.
+# shellcheck disable=SC2016 # awk's $i, not the shell's
+readonly _PROBE_SECOND_AWK='
+  function second() {
+    ok = 0; bad = 0
+    for (i = 1; i <= NF; i++) {
+      split($i, kv, "=")
+      if (kv[1] == "ok") ok = kv[2] + 0
+      if (kv[1] == "failed") bad = kv[2] + 0
+    }
+  }'
+
 # probe_counts FILE — prints "FAILED TOTAL SERVED" from the per-second lines of a probe
 # (`probe second=N ok=A failed=B`): requests before the first second with an answer do not
 # count (the service was not serving yet); SERVED is 1 when anything ever answered. When
 # nothing ever answered, FAILED = TOTAL = all requests.
 probe_counts() {
-  awk '
+  awk "${_PROBE_SECOND_AWK}"'
     /^probe second=/ {
-      ok = 0; bad = 0
-      for (i = 1; i <= NF; i++) {
-        split($i, kv, "=")
-        if (kv[1] == "ok") ok = kv[2] + 0
-        if (kv[1] == "failed") bad = kv[2] + 0
-      }
+      second()
       all += ok + bad; allbad += bad
       if (ok > 0) served = 1
       if (served) { total += ok + bad; if (!firstsec) firstsec = 1; else failed += bad }
@@ -116,15 +124,10 @@ probe_timeline() {
   for c in "$@"; do
     marks+="$(((c - start) / 1000)) "
   done
-  awk -v marks="${marks}" '
+  awk -v marks="${marks}" "${_PROBE_SECOND_AWK}"'
     BEGIN { sec = 0; n = split(marks, m, " "); for (i = 1; i <= n; i++) at[m[i] + 0]++ }
     /^probe second=/ {
-      ok = 0; bad = 0
-      for (i = 1; i <= NF; i++) {
-        split($i, kv, "=")
-        if (kv[1] == "ok") ok = kv[2] + 0
-        if (kv[1] == "failed") bad = kv[2] + 0
-      }
+      second()
       g = (ok > 0 && bad == 0) ? "█" : (ok > 0 ? "▄" : (bad > 0 ? "▁" : " "))
       while (at[sec] > 0) { out = out "|"; at[sec]-- }
       out = out g; sec++
