@@ -175,7 +175,8 @@ kube_case() {
     # the closed pipe, and the SIGPIPE of that write is handled first.
     term) kill -TERM -- "-${PGID}"; want="143|141" ;;
     reader)
-      pkill -KILL -g "${PGID}" -x tee
+      # The reader: the tee of the scenario's process group (the only one there).
+      kill -KILL "$(pgrep -g "${PGID}" -x tee)"
       want=141
       ;;
   esac
