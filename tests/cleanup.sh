@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # cleanup.sh — a scenario script cleans up whatever has become of its output.
 #
-# Each case runs a scenario with its stdout and stderr piped into a reader (tee, as in
+# First, a subshell of a scenario that runs its clean-up (a wait ticker that caught a
+# signal while it started) must leave the scenario's processes and directory alone.
+# Then each case runs a scenario with its stdout and stderr piped into a reader (tee, as in
 # `scripts/rotate.sh --kube 2>&1 | tee run.log`), in a process group of its own as a
 # terminal's foreground job, waits until the scenario is in the middle of its story, and
 # then ends it the way a person or a dying pipeline does:
@@ -132,6 +134,31 @@ no_scratch_left() {
   [[ -z "${left}" ]]
 }
 
+# A subshell of a scenario that runs the scenario's clean-up (bash runs a parent's trap in a
+# subshell that catches the signal before it has reset its traps: a wait ticker stopped as
+# soon as it started) leaves the scenario's processes and scratch directory alone; the
+# scenario's own exit then removes them.
+test_subshell_leaves_it() {
+  local out
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  out=$(bash -c 'set -o errexit -o nounset -o pipefail
+    source "$1/scripts/lib/common.sh"
+    source "$1/scripts/lib/local.sh"
+    setup_workdir
+    sleep 30 </dev/null >/dev/null 2>&1 &
+    STARTED_PIDS+=("$!")
+    ( cleanup ) || true
+    ( exit 143 ) || true
+    printf "%s %s %s\n" "${WORK_DIR}" "$!" "$([[ -d "${WORK_DIR}" ]] && kill -0 "$!" && echo kept)"' \
+    _ "${ROOT}" 2>&1) || true
+  local dir pid kept
+  read -r dir pid kept <<<"${out}"
+  check "a subshell that runs the clean-up leaves the script's directory and processes alone" \
+    test "${kept:-}" = kept
+  check "... which the script's own exit then removes" \
+    test -n "${dir}" -a ! -e "${dir:-/nonexistent}" -a -n "$(none_alive "${pid:-0}" && echo gone)"
+}
+
 test_local_ctrl_c() {
   local -a pids envs=(CONTROL_SECONDS=60)
   [[ -z "${HELLO_PATH_BIN:-}" ]] || envs+=(HELLO_PATH_BIN="${HELLO_PATH_BIN}")
@@ -202,6 +229,7 @@ main() {
     tap_summary
     return
   fi
+  test_subshell_leaves_it
   test_local_ctrl_c
   kube_case "kube, Ctrl-C" int
   kube_case "kube, reader gone" reader

@@ -191,6 +191,13 @@ setup_workdir() {
 # a second INT or TERM, not a full disk; a line it cannot write is dropped.
 cleanup() {
   local rc=$? step note
+  # Only the script's own process cleans up. A subshell (the wait ticker) that catches a
+  # signal before it has reset the traps it inherited runs the script's handlers (bash
+  # does, in that short window: a ticker stopped as soon as it started), and must not
+  # remove what the script still uses.
+  if [[ "${BASHPID}" != "$$" ]]; then
+    exit "${rc}"
+  fi
   trap '' PIPE INT TERM HUP
   trap - EXIT
   set +o errexit
