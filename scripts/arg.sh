@@ -16,15 +16,21 @@
 # Usage:
 #   scripts/arg.sh [--kube [--context NAME]] [-h|--help]
 #
-# Ends with one line: RESULT scenario=arg mode=... (format: scripts/lib.sh).
+# Ends with one line: RESULT scenario=arg mode=... (format: scripts/lib/probe.sh).
 # Exit status: 0 outcome as expected, 1 otherwise, 2 bad arguments or no cluster (--kube).
 #
 # Environment: HELLO_PATH_BIN, CARGO (local); KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT,
-# KEEP_NAMESPACE (--kube) — see scripts/lib.sh for their defaults.
+# KEEP_NAMESPACE (--kube) — see scripts/lib/local.sh and kube.sh for their defaults.
 set -o errexit -o nounset -o pipefail
 
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh" # messages, waits, options, clean-up
+# shellcheck source-path=SCRIPTDIR source=lib/local.sh
+source "${LIB_DIR}/local.sh" # the binary as the pod, a kubelet-style Secret directory
+# shellcheck source-path=SCRIPTDIR source=lib/kube.sh
+source "${LIB_DIR}/kube.sh" # the same on a cluster: kubectl, namespaces, pods, probe pod
+# shellcheck source-path=SCRIPTDIR source=lib/probe.sh
+source "${LIB_DIR}/probe.sh" # what the probe measured, and the RESULT line
 
 run_local() {
   app_start arg 0 -- --mysecret 4321

@@ -24,7 +24,8 @@
 # Environment:
 #   IMAGE               image reference (default: localhost/hello-path-rs:0.1.0)
 #   CONTAINER_ENGINE    podman | buildah | docker (default: auto-detected)
-#   PODMAN_GLOBAL_FLAGS extra global podman flags, e.g. "--runtime runc" (default: none)
+#   PODMAN_GLOBAL_FLAGS extra global podman flags, e.g. "--runtime runc" (default: none;
+#                       a build runs no container, so nothing is found out here)
 #   CARGO               cargo command (default: cargo)
 #   CARGO_TARGET_DIR    cargo's target directory (default: <repo>/target)
 #   SOURCE_DATE_EPOCH   image creation time, for reproducible images (default: the time of
@@ -47,9 +48,9 @@ PLATFORMS=""
 RUN_CARGO=true
 EPOCH=""
 WORKDIR=""
-ENGINE_GLOBAL=()
-# shellcheck source=scripts/engine.sh
-source "$(dirname -- "${BASH_SOURCE[0]}")/engine.sh"
+# The engine: pick_engine, engine (scripts/lib/engine.sh).
+# shellcheck source=scripts/lib/engine.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/engine.sh"
 
 usage() {
   sed -n '2,/^[^#]/{/^[^#]/d;/^# shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"

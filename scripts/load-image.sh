@@ -44,11 +44,13 @@
 # not be told or not be reached from here (the message says what to do instead).
 set -o errexit -o nounset -o pipefail
 
-# lib.sh: DEFAULT_IMAGE and kube_t, the one kubectl helper ($KUBECTL, --context from
-# KUBE_CONTEXT once known, each call bounded by --request-timeout and timeout(1)). Its
-# messages, cleanup and option parsing are replaced by this script's own below.
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+# lib/kube.sh: DEFAULT_IMAGE and kube_t, the one kubectl helper ($KUBECTL, --context from
+# KUBE_CONTEXT once known, each call bounded by --request-timeout and timeout(1)). The
+# messages of lib/common.sh and its option parsing are replaced by this script's own below.
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/kube.sh
+source "${LIB_DIR}/kube.sh"
 
 REGISTRY_REF=""
 IMAGE_REF=""
@@ -56,9 +58,8 @@ ENGINE=""
 CLUSTER_TYPE=""
 CLUSTER=""
 WORKDIR=""
-ENGINE_GLOBAL=()
-# shellcheck source=scripts/engine.sh
-source "$(dirname -- "${BASH_SOURCE[0]}")/engine.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/engine.sh
+source "${LIB_DIR}/engine.sh"
 PUSH_ARGS=()
 # Filled by node_facts: first node's architecture, provider ID, kubelet version, minikube
 # profile label.

@@ -31,17 +31,23 @@
 #
 # Prints one CONTROL line per negative control (CONTROL scenario=reload-env ..., then
 # reload-subpath), and ends with the scenario's one RESULT line (RESULT scenario=reload ...;
-# its verdict covers the controls too). Format: scripts/lib.sh.
+# its verdict covers the controls too). Format: scripts/lib/probe.sh.
 # Exit status: 0 every outcome as expected, 1 otherwise, 2 bad arguments or no cluster.
 #
 # Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [250ms], RETRY_INTERVAL [500ms],
 # CONTROL_SECONDS [3 locally, 30 with --kube: how long the controls are watched after the
 # volume case served]; KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT, SECRET_TIMEOUT,
-# KEEP_NAMESPACE (--kube) — see scripts/lib.sh for the others.
+# KEEP_NAMESPACE (--kube) — see scripts/lib/local.sh and kube.sh for the others.
 set -o errexit -o nounset -o pipefail
 
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh" # messages, waits, options, clean-up
+# shellcheck source-path=SCRIPTDIR source=lib/local.sh
+source "${LIB_DIR}/local.sh" # the binary as the pod, a kubelet-style Secret directory
+# shellcheck source-path=SCRIPTDIR source=lib/kube.sh
+source "${LIB_DIR}/kube.sh" # the same on a cluster: kubectl, namespaces, pods, probe pod
+# shellcheck source-path=SCRIPTDIR source=lib/probe.sh
+source "${LIB_DIR}/probe.sh" # what the probe measured, and the RESULT line
 
 CONTROLS=true
 

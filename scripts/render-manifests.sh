@@ -12,15 +12,17 @@
 #
 # Environment:
 #   KUBECTL   command providing `kustomize` (default: kubectl); run through `kube`, the
-#             one kubectl helper of scripts/lib.sh
+#             one kubectl helper of scripts/lib/kube.sh
 set -o errexit -o nounset -o pipefail
 
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/kube.sh
+source "${LIB_DIR}/kube.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Its own messages (MESSAGE [CODE]), in place of lib.sh's.
+# Its own messages (MESSAGE [CODE]), in place of lib/common.sh's.
 die() { printf 'render-manifests.sh: error: %s\n' "$1" >&2; exit "${2:-1}"; }
 usage() { sed -n '2,/^set -o/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 

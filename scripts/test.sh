@@ -2,24 +2,28 @@
 # The one test command of hello-path-rs.
 #
 # Builds the binary, runs the Rust tests (unit + integration against the real binary), then
-# the checks of the other parts: shellcheck on every script, the manifests (kustomize + schema
-# validation), the container image in a real engine, and the local walkthrough end to end.
+# the checks of the other parts: shellcheck on every script, ruff and unit tests on the
+# bench's Python, the manifests (kustomize + schema validation), the container image in a
+# real engine, and the local walkthrough end to end.
 #
 # Usage: scripts/test.sh [--prepare] [--only STEP[,STEP...]]
 #   --prepare   install what the tests need (as root: apt-get, rustup), then exit
-#   --only      run only these steps: rust, shellcheck, manifests, image, multiarch,
-#               walkthrough, bench (a quick smoke run of scripts/bench.sh, no timing asserted)
+#   --only      run only these steps: rust, shellcheck, python (ruff and the unit tests of
+#               bench/), manifests, image, multiarch, walkthrough (the scenario scripts:
+#               tests/timeline.sh, cleanup.sh, walkthrough.sh), bench (a quick smoke run of
+#               scripts/bench.sh, no timing asserted)
 #
 # Only what the selected steps need is checked: missing prerequisites are installed when
 # running as root; otherwise they are named and the run fails (`--only rust` needs cargo and
 # prlimit, not podman, qemu or wrk). Environment:
 #   CONTAINER_ENGINE   podman (default), or docker/buildah where the image tests support it
-#   PODMAN_RUN_FLAGS, PODMAN_GLOBAL_FLAGS   extra flags for machines that need them (.ci/)
-#   VENV               virtualenv for the manifest checks (default: .venv)
+#   PODMAN_RUN_FLAGS, PODMAN_GLOBAL_FLAGS   overrides of the `run` and global flags that the
+#                      container steps find out (scripts/lib/engine.sh; tests/engine.sh)
+#   VENV               virtualenv for the manifest checks and ruff (default: .venv)
 set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STEPS=(rust shellcheck manifests image multiarch walkthrough bench)
+STEPS=(rust shellcheck python manifests image multiarch walkthrough bench)
 APT_PACKAGES=(podman runc uidmap shellcheck qemu-user-static wrk iproute2)
 RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 
@@ -34,15 +38,16 @@ needs() {
   case "$1" in
     rust) printf '%s\n' 'prlimit util-linux' ;;
     shellcheck) printf '%s\n' 'shellcheck shellcheck' ;;
+    python) printf '%s\n' 'python3 python3' ;;
     manifests) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
     image) printf '%s\n' 'podman podman uidmap' 'runc runc' ;;
     multiarch) printf '%s\n' 'podman podman uidmap' 'runc runc' 'qemu-aarch64-static qemu-user-static' ;;
-    walkthrough) ;;
+    walkthrough) printf '%s\n' 'setsid util-linux' 'python3 python3' ;;
     bench) printf '%s\n' 'python3 python3' 'wrk wrk' 'prlimit util-linux' 'ss iproute2' ;;
   esac
 }
-# needs_cargo STEP — STEP builds Rust code (every step but shellcheck and manifests).
-needs_cargo() { [[ "$1" != shellcheck && "$1" != manifests ]]; }
+# needs_cargo STEP — STEP builds Rust code (every step but shellcheck, python and manifests).
+needs_cargo() { [[ "$1" != shellcheck && "$1" != python && "$1" != manifests ]]; }
 # targets_of STEP — the Rust targets STEP builds for: the image one for this machine's
 # architecture, multiarch both.
 targets_of() {
@@ -140,17 +145,27 @@ step_rust() {
 
 step_shellcheck() {
   local -a files
-  mapfile -t files < <(cd "$ROOT" && git ls-files -co --exclude-standard 'scripts/*' 'tests/*.sh' '.ci/*' |
+  mapfile -t files < <(cd "$ROOT" && git ls-files -co --exclude-standard 'scripts/*' 'tests/*.sh' 'tests/fixtures/*' '.ci/*' |
     while read -r f; do head -n1 "$f" | grep -qE '^#!.*(ba)?sh' && echo "$f"; done)
   (cd "$ROOT" && shellcheck -x "${files[@]}")
   echo "shellcheck: ${#files[@]} scripts clean"
 }
 
-step_manifests() { bash "$ROOT/tests/manifests.sh"; }
-step_image() { bash "$ROOT/tests/image.sh"; }
-step_multiarch() { bash "$ROOT/tests/multiarch.sh"; }
-step_walkthrough() { bash "$ROOT/tests/walkthrough.sh"; }
-step_bench() { bash "$ROOT/tests/bench-smoke.sh"; }
+# run_tests FILE... — tests/FILE, each in turn (every one runs); fails when one failed.
+run_tests() {
+  local f rc=0
+  for f in "$@"; do
+    bash "$ROOT/tests/$f" || rc=1
+  done
+  return "$rc"
+}
+
+step_python() { run_tests python.sh; }
+step_manifests() { run_tests manifests.sh; }
+step_image() { run_tests engine.sh image.sh; }
+step_multiarch() { run_tests multiarch.sh; }
+step_walkthrough() { run_tests timeline.sh cleanup.sh walkthrough.sh; }
+step_bench() { run_tests bench-smoke.sh; }
 
 main() {
   local only="" do_prepare=0

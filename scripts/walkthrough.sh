@@ -21,13 +21,31 @@
 # Exit status: 0 every scenario as expected, 1 otherwise, 2 bad arguments or no cluster.
 #
 # Environment: as the scenario scripts (HELLO_PATH_BIN, CARGO, KUBECTL, KUSTOMIZE, IMAGE,
-# KUBE_TIMEOUT, SECRET_TIMEOUT, ...; see scripts/lib.sh).
+# KUBE_TIMEOUT, SECRET_TIMEOUT, ...; see scripts/lib/local.sh and kube.sh).
 set -o errexit -o nounset -o pipefail
 
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/common.sh" # messages, options, clean-up
+# shellcheck source-path=SCRIPTDIR source=lib/local.sh
+source "${LIB_DIR}/local.sh" # the binary, built once for every scenario
+# shellcheck source-path=SCRIPTDIR source=lib/kube.sh
+source "${LIB_DIR}/kube.sh" # the cluster check
+# shellcheck source-path=SCRIPTDIR source=lib/probe.sh
+source "${LIB_DIR}/probe.sh" # the RESULT lines and the table
 
-readonly ALL_SCENARIOS=(no-arg arg redeploy restart reload rotate)
+# The runs, in order, one per entry: NAME MODES SCRIPT [ARG...]. NAME names the run (--only,
+# the log); MODES says where it runs (local, kube or both: local,kube); scripts/SCRIPT.sh
+# runs with the ARGs, plus --kube and --context in the cluster mode. A script ends with its
+# RESULT line, whose scenario= names its row of the table; CONTROL lines before it are rows
+# of their own. A variant of a scenario is one more entry, e.g. "NAME kube SCRIPT --OPTION".
+readonly RUNS=(
+  "no-arg local,kube no-arg"
+  "arg local,kube arg"
+  "redeploy local,kube redeploy"
+  "restart local,kube restart"
+  "reload local,kube reload"
+  "rotate local,kube rotate"
+)
 ONLY=""
 QUIET=false
 
@@ -50,34 +68,47 @@ extra_arg() {
   esac
 }
 
-# field LINE KEY — the value of KEY= in a RESULT or CONTROL line (note: the rest of the line).
-field() {
-  local line=$1 key=$2
-  if [[ "${key}" == note ]]; then
-    [[ "${line}" == *" note="* ]] && printf '%s\n' "${line#* note=}"
-    return 0
-  fi
-  if [[ " ${line%% note=*} " =~ \ ${key}=([^ ]*)\  ]]; then
-    printf '%s\n' "${BASH_REMATCH[1]}"
-  fi
+# run_names [MODE] — the names of the runs (of MODE's runs only, when given), in order.
+run_names() {
+  local run name modes _
+  for run in "${RUNS[@]}"; do
+    read -r name modes _ <<<"${run}"
+    [[ -z "${1:-}" || ",${modes}," == *",$1,"* ]] && printf '%s\n' "${name}"
+  done
+  return 0
 }
 
-# run_one SCENARIO — runs scripts/SCENARIO.sh, streams its output (indented), appends its
-# CONTROL lines (negative controls, reload's) and its one RESULT line to the results, in
-# that order; a script that printed no RESULT line gets an "error" row.
+# run_of NAME — sets RUN_SCRIPT and RUN_ARGS (an array) of run NAME.
+run_of() {
+  local run name modes rest
+  for run in "${RUNS[@]}"; do
+    read -r name modes RUN_SCRIPT rest <<<"${run}"
+    if [[ "${name}" == "$1" ]]; then
+      read -r -a RUN_ARGS <<<"${rest}"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# run_one NAME — runs the scenario script of run NAME, streams its output (indented),
+# appends its CONTROL lines (negative controls, reload's) and its one RESULT line to the
+# results, in that order; a script that printed no RESULT line gets an "error" row.
 run_one() {
-  local s=$1 out="${WORK_DIR}/$1.out" rcf="${WORK_DIR}/$1.rc" start rc
-  local -a args=()
+  local name=$1 out="${WORK_DIR}/$1.out" rcf="${WORK_DIR}/$1.rc" start rc script
+  local -a args
+  run_of "${name}"
+  script=${RUN_SCRIPT} args=("${RUN_ARGS[@]}")
   if [[ "${MODE}" == kube ]]; then
     args+=(--kube)
     [[ -z "${KUBE_CONTEXT}" ]] || args+=(--context "${KUBE_CONTEXT}")
   fi
   start=$(now_ms)
   printf '\n'
-  log "=== ${s}: scripts/${s}.sh ${args[*]}"
+  log "=== ${name}: scripts/${script}.sh ${args[*]}"
   {
     rc=0
-    bash "${LIB_DIR}/${s}.sh" "${args[@]}" </dev/null || rc=$?
+    bash "${SCRIPTS_DIR}/${script}.sh" "${args[@]}" </dev/null || rc=$?
     printf '%s\n' "${rc}" >"${rcf}"
   } 2>&1 | while IFS= read -r line; do
     printf '%s\n' "${line}" >>"${out}"
@@ -92,23 +123,21 @@ run_one() {
   if [[ -z "${line}" ]]; then
     local why
     why=$(grep -E 'error:' "${out}" | tail -n 1 | sed 's/^[^:]*: error: //' | tr -d '\r')
-    line="RESULT scenario=${s} mode=${MODE} failed=- total=- seconds_to_new=- restarts=- pids=- verdict=error timeline=- note=the script exited ${rc} without a result${why:+: ${why}}"
+    line="RESULT scenario=${name} mode=${MODE} failed=- total=- seconds_to_new=- restarts=- pids=- verdict=error timeline=- note=the script exited ${rc} without a result${why:+: ${why}}"
   fi
   if [[ -n "${controls}" ]]; then
     printf '%s\n' "${controls}" >>"${WORK_DIR}/results"
   fi
   printf '%s\n' "${line}" >>"${WORK_DIR}/results"
-  log "=== ${s}: exit ${rc} after $(fmt_secs $(($(now_ms) - start)))s"
+  log "=== ${name}: exit ${rc} after $(fmt_secs $(($(now_ms) - start)))s"
   if [[ "${rc}" == 2 ]]; then
     # Bad arguments or no cluster: every other scenario would fail the same way.
-    die 2 "scripts/${s}.sh exited 2: $(grep -E 'error:' "${out}" | tail -n 1)"
+    die 2 "scripts/${script}.sh exited 2: $(grep -E 'error:' "${out}" | tail -n 1)"
   fi
 }
 
 print_table() {
-  local line s failed total seconds restarts verdict note timeline col_failed col_seconds
-  local rule controls
-  rule=$(printf '%*s' 118 '' | tr ' ' '-')
+  local results="${WORK_DIR}/results" controls
   printf '\n'
   if [[ "${MODE}" == local ]]; then
     printf 'hello-path-rs walkthrough, LOCAL: the binary as the pod on 127.0.0.1, a kubelet-style Secret directory,\n'
@@ -117,34 +146,11 @@ print_table() {
     printf 'hello-path-rs walkthrough, KUBE: Kubernetes 1.%s%s, one namespace per scenario\n' \
       "${KUBE_SERVER_MINOR}" "${KUBE_CONTEXT:+, context ${KUBE_CONTEXT}}"
   fi
-  printf '%s\n' "${rule}"
-  printf '%-15s | %-26s | %-16s | %-8s | %s\n' scenario 'failed during the change' 'new cred. in use' restarts verdict
-  printf '%s\n' "${rule}"
-  while IFS= read -r line; do
-    s=$(field "${line}" scenario)
-    failed=$(field "${line}" failed)
-    total=$(field "${line}" total)
-    seconds=$(field "${line}" seconds_to_new)
-    restarts=$(field "${line}" restarts)
-    verdict=$(field "${line}" verdict)
-    note=$(field "${line}" note)
-    if [[ "${failed}" == - ]]; then
-      col_failed=-
-    elif [[ "${failed}" == "${total}" && "${total}" != 0 && "${seconds}" =~ ^(never|-)$ ]]; then
-      col_failed="all ${total} (never served)"
-    else
-      col_failed="${failed} of ${total}"
-    fi
-    col_seconds=${seconds}
-    [[ "${seconds}" =~ ^[0-9.]+$ ]] && col_seconds="after ${seconds} s"
-    printf '%-15s | %-26s | %-16s | %-8s | %s: %s\n' "${s}" "${col_failed}" "${col_seconds}" \
-      "${restarts}" "${verdict}" "${note}"
-  done <"${WORK_DIR}/results"
-  printf '%s\n' "${rule}"
+  results_table "${results}"
   printf 'failed during the change: requests that failed after the service had first answered (before that it\n'
   printf '  was not serving yet); a service that never answered counts all its requests as failed.\n'
   printf 'new cred. in use: seconds from the change (the fix, the rotation) until the new credential is in use.\n'
-  controls=$(sed -n 's/^CONTROL scenario=\([^ ]*\) .*/\1/p' "${WORK_DIR}/results" | paste -sd, - | sed 's/,/, /g')
+  controls=$(sed -n 's/^CONTROL scenario=\([^ ]*\) .*/\1/p' "${results}" | paste -sd, - | sed 's/,/, /g')
   if [[ -n "${controls}" ]]; then
     printf '%s: negative controls (CONTROL lines) run beside reload, fixed at the same moment;\n' "${controls}"
     printf '  expected never to see the new value (an env var, a subPath mount).\n'
@@ -155,26 +161,23 @@ print_table() {
   else
     printf 'restarts: new pods plus container restarts after the change.\n'
   fi
-  printf '\navailability per second (%s):\n' "${TIMELINE_LEGEND}"
-  while IFS= read -r line; do
-    s=$(field "${line}" scenario)
-    timeline=$(field "${line}" timeline)
-    printf '  %-15s %s\n' "${s}" "${timeline}"
-  done <"${WORK_DIR}/results"
+  results_timelines "${results}"
 }
 
 main() {
   parse_args "$@"
-  local -a scenarios=("${ALL_SCENARIOS[@]}")
+  local -a runs here known
+  mapfile -t here < <(run_names "${MODE}")
+  runs=("${here[@]}")
   if [[ -n "${ONLY}" ]]; then
-    local s known
-    IFS=, read -r -a scenarios <<<"${ONLY}"
-    for s in "${scenarios[@]}"; do
-      known=false
-      for k in "${ALL_SCENARIOS[@]}"; do
-        [[ "${s}" != "${k}" ]] || known=true
-      done
-      [[ "${known}" == true ]] || usage_error "unknown scenario '${s}' in --only (known: ${ALL_SCENARIOS[*]})"
+    local s
+    mapfile -t known < <(run_names)
+    IFS=, read -r -a runs <<<"${ONLY}"
+    for s in "${runs[@]}"; do
+      [[ " ${known[*]} " == *" ${s} "* ]] ||
+        usage_error "unknown scenario '${s}' in --only (known: ${known[*]})"
+      [[ " ${here[*]} " == *" ${s} "* ]] ||
+        usage_error "scenario '${s}' does not run in the ${MODE} mode (it has: ${here[*]})"
     done
   fi
   setup_workdir
@@ -187,7 +190,7 @@ main() {
     kube_preflight
   fi
   local s
-  for s in "${scenarios[@]}"; do
+  for s in "${runs[@]}"; do
     run_one "${s}"
   done
   print_table

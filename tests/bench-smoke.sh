@@ -4,8 +4,9 @@
 # (ok / MISSED), not in tests.
 #
 # Runs `scripts/bench.sh --quick --no-image --write-results` against a tiny peer (a python3
-# server written here, so that the --compare path and the ratio column are exercised without
-# Go), with --write-results aimed at a scratch copy of RESULTS.md. About a minute.
+# server, tests/fixtures/peer.py, so that the --compare path and the ratio column are
+# exercised without Go), with --write-results aimed at a scratch copy of RESULTS.md. About
+# a minute.
 #
 # Usage: tests/bench-smoke.sh [-h|--help]
 #
@@ -24,76 +25,15 @@ readonly ROOT
 readonly BENCH="${ROOT}/scripts/bench.sh"
 readonly HEADER='| measure | hello-path-rs (median, min–max) | peer | ratio | target | verdict |'
 
-PASSED=0
-FAILED=0
+readonly PEER="${ROOT}/tests/fixtures/peer.py"
+# shellcheck source=tests/lib/tap.sh
+source "${ROOT}/tests/lib/tap.sh"
 WORK=""
 
 usage() { sed -n '2,/^set -o/{/^set -o/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 
 cleanup() {
   if [[ -n "${WORK}" && -d "${WORK}" ]]; then rm -rf -- "${WORK}"; fi
-}
-
-ok() {
-  printf 'ok - %s\n' "$1"
-  PASSED=$((PASSED + 1))
-}
-
-not_ok() {
-  printf 'not ok - %s\n' "$1"
-  shift
-  if (($# > 0)); then printf '#   %s\n' "$@"; fi
-  FAILED=$((FAILED + 1))
-}
-
-# check DESCRIPTION COMMAND...: ok when the command succeeds.
-check() {
-  local what=$1
-  shift
-  if "$@"; then ok "${what}"; else not_ok "${what}"; fi
-}
-
-# A stand-in server for --compare: takes --mysecret and --listen-addr, exits 1 unless the
-# secret is 4321, answers `hello from <path>`.
-write_peer() {
-  cat >"${WORK}/peer.py" <<'PY'
-#!/usr/bin/env python3
-import argparse
-import http.server
-import sys
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--mysecret", default="")
-parser.add_argument("--listen-addr", default="127.0.0.1:8080")
-args = parser.parse_args()
-if args.mysecret != "4321":
-    print("FATAL: connection to remote service failed.", flush=True)
-    sys.exit(1)
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = f"hello from {self.path}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class Server(http.server.ThreadingHTTPServer):
-    request_queue_size = 1024  # the bench opens hundreds of connections at once
-
-
-host, port = args.listen_addr.rsplit(":", 1)
-Server((host, int(port)), Handler).serve_forever()
-PY
-  chmod 0755 "${WORK}/peer.py"
 }
 
 # The markdown table of the report: every line starting with "|".
@@ -108,7 +48,7 @@ has_header() {
   grep -qxF -- "${HEADER}" "${WORK}/out.md" && grep -qxF '|---|---|---|---|---|---|' "${WORK}/out.md"
 }
 
-no_peer_left() { ! pgrep -f -- "${WORK}/peer.py" >/dev/null; }
+no_peer_left() { ! pgrep -f -- "${PEER}" >/dev/null; }
 
 rows_have_six_cells() {
   local line n bad=0
@@ -159,14 +99,13 @@ main() {
   "${BENCH}" --compare >/dev/null 2>&1 || rc=$?
   if [[ "${rc}" == 2 ]]; then ok "--compare without a command exits 2"; else not_ok "--compare without a command exits 2" "exit ${rc}"; fi
 
-  write_peer
   printf '# Benchmark results\n\n## Findings\n\nhand-written findings stay\n' >"${WORK}/RESULTS.md"
   local -a extra
   read -r -a extra <<<"${BENCH_SMOKE_ARGS---no-image}"
   local started=${SECONDS}
   rc=0
   BENCH_RESULTS="${WORK}/RESULTS.md" timeout "${BENCH_SMOKE_TIMEOUT:-85}" \
-    "${BENCH}" --quick --write-results --compare "${WORK}/peer.py" "${extra[@]}" \
+    "${BENCH}" --quick --write-results --compare "${PEER}" "${extra[@]}" \
     >"${WORK}/out.md" 2>"${WORK}/err.txt" || rc=$?
   if [[ "${rc}" == 0 ]]; then
     ok "bench.sh --quick --compare ran to the end in $((SECONDS - started)) s"
@@ -193,8 +132,7 @@ main() {
   check "--write-results replaced its block and kept the hand-written text" results_spliced
   check "no server is left running" no_peer_left
 
-  printf '%s passed, %s failed\n' "${PASSED}" "${FAILED}"
-  ((FAILED == 0))
+  tap_summary
 }
 
 main "$@"

@@ -15,6 +15,7 @@ Needs PyYAML (installed with kubernetes-validate in the test virtualenv).
 """
 
 import base64
+import itertools
 import os
 import re
 import sys
@@ -420,7 +421,7 @@ def scenario_checks(report, r, rendered):
         report.check("no-arg: no args, no credential (the default 1234 -> CrashLoopBackOff)", problems)
     elif o == "arg":
         args = [str(a) for a in r.container.get("args") or []]
-        pairs = list(zip(args, args[1:]))
+        pairs = list(itertools.pairwise(args))
         problems = no_other_source(r, {"arg"})
         if ("--mysecret", "4321") not in pairs:
             problems.append("no `--mysecret 4321` in args")
@@ -520,7 +521,7 @@ def file_checks(report, k8s_dir):
             with open(path, encoding="utf-8") as f:
                 text = f.read()
             for word in ("commonLabels", "disableNameSuffixHash", "livenessProbe:"):
-                if re.search(rf"^\s*{word}", text, re.M):
+                if re.search(rf"^\s*{word}", text, re.MULTILINE):
                     problems.append(f"{path} uses {word}")
     report.check("no commonLabels, disableNameSuffixHash or livenessProbe in k8s/", problems)
 

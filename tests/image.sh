@@ -19,26 +19,32 @@
 # Environment:
 #   IMAGE               image reference (default: localhost/hello-path-rs:0.1.0)
 #   CONTAINER_ENGINE    engine with podman's CLI (default: podman)
-#   PODMAN_GLOBAL_FLAGS extra global engine flags, e.g. "--runtime runc" (default: none)
-#   PODMAN_RUN_FLAGS    extra `run` flags, e.g. "--ulimit nofile=1024:1024" (default: none)
-#                       (.ci/podman-env.sh sets both for the CI machine)
+#   PODMAN_GLOBAL_FLAGS global engine flags, e.g. "--runtime runc", and
+#   PODMAN_RUN_FLAGS    extra `run` flags, e.g. "--ulimit nofile=1024:1024": overrides of
+#                       what is found out by starting the image once (where the engine
+#                       cannot set its default rlimits or its OCI runtime fails, this
+#                       process's own limits and runc, said in one line:
+#                       scripts/lib/engine.sh) (default: found out)
 #   IMAGE_MAX_BYTES     size budget (default: 700000, i.e. 700 kB)
 # shellcheck disable=SC2317 # helpers run through `check` and `trap`, which it cannot follow
 set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
-# shellcheck source=scripts/kubelet-secret.sh
-. "${ROOT}/scripts/kubelet-secret.sh"
+# shellcheck source=scripts/lib/kubelet-secret.sh
+. "${ROOT}/scripts/lib/kubelet-secret.sh"
+# shellcheck source=tests/lib/tap.sh
+. "${ROOT}/tests/lib/tap.sh"
+# The engine and what `run` needs here: engine, engine_detect_run (ENGINE_RUN).
+ENGINE=${CONTAINER_ENGINE:-podman}
+# shellcheck source=scripts/lib/engine.sh
+. "${ROOT}/scripts/lib/engine.sh"
+# No engine call may hang the test (KILL 10 s after TERM).
+ENGINE_TIMEOUT=120
 
 IMAGE_REF=${IMAGE:-localhost/hello-path-rs:0.1.0}
-ENGINE=${CONTAINER_ENGINE:-podman}
 MAX_BYTES=${IMAGE_MAX_BYTES:-700000}
 BUILD=true
-GLOBAL_FLAGS=()
-RUN_FLAGS=()
-PASSED=0
-FAILED=0
 CONTAINERS=()
 WORKDIR=""
 PREFIX="hello-path-rs-image-test-$$"
@@ -50,25 +56,11 @@ usage() {
   sed -n '2,/^[^#]/{/^[^#]/d;/^# shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
 }
 
-ok() { PASSED=$((PASSED + 1)); printf 'ok - %s\n' "$*"; }
-not_ok() { FAILED=$((FAILED + 1)); printf 'not ok - %s\n' "$*"; }
-note() { printf '# %s\n' "$@"; }
 indent() { sed 's/^/#   /'; }
-# check DESCRIPTION COMMAND...: one ok/not ok line from COMMAND's status.
-check() {
-  local what=$1
-  shift
-  if "$@"; then ok "${what}"; else not_ok "${what}"; fi
-}
-
-summary() {
-  printf '%d passed, %d failed\n' "${PASSED}" "${FAILED}"
-}
 
 finish() {
-  summary
-  if ((FAILED > 0)); then exit 1; fi
-  exit 0
+  if tap_summary; then exit 0; fi
+  exit 1
 }
 
 # Stops here: the remaining checks cannot run.
@@ -80,7 +72,7 @@ bail() {
 cleanup() {
   local c
   for c in "${CONTAINERS[@]}"; do
-    timeout -k 5 30 "${ENGINE}" "${GLOBAL_FLAGS[@]}" rm -f -t 0 "${c}" >/dev/null 2>&1 || true
+    ENGINE_TIMEOUT=30 engine rm -f -t 0 "${c}" >/dev/null 2>&1 || true
   done
   if [[ -n "${WORKDIR}" && -d "${WORKDIR}" ]]; then
     rm -rf -- "${WORKDIR}"
@@ -99,13 +91,7 @@ parse_args() {
         ;;
     esac
   done
-  if [[ -n "${PODMAN_GLOBAL_FLAGS:-}" ]]; then read -r -a GLOBAL_FLAGS <<<"${PODMAN_GLOBAL_FLAGS}"; fi
-  if [[ -n "${PODMAN_RUN_FLAGS:-}" ]]; then read -r -a RUN_FLAGS <<<"${PODMAN_RUN_FLAGS}"; fi
-}
-
-# The engine, bounded so that no call can hang the test (KILL 10 s after TERM).
-engine() {
-  timeout -k 10 120 "${ENGINE}" "${GLOBAL_FLAGS[@]}" "$@"
+  engine_global_flags
 }
 
 inspect() {
@@ -159,7 +145,7 @@ run_detached() {
   shift
   if ! engine run -d --name "${name}" \
     --read-only --cap-drop=ALL --security-opt no-new-privileges \
-    -p 127.0.0.1::8080 "${RUN_FLAGS[@]}" "${EXTRA_RUN_ARGS[@]}" \
+    -p 127.0.0.1::8080 "${ENGINE_RUN[@]}" "${EXTRA_RUN_ARGS[@]}" \
     "${IMAGE_REF}" "$@" >/dev/null 2>"${WORKDIR}/run.err"; then
     sed 's/^/#   /' "${WORKDIR}/run.err"
     return 1
@@ -230,6 +216,17 @@ build_image() {
     fi
   fi
   engine image exists "${IMAGE_REF}" || bail "image ${IMAGE_REF} exists"
+}
+
+# What `run` needs on this machine, found out by starting the image once; a fallback is
+# said in one line.
+detect_run() {
+  if engine_detect_run "${IMAGE_REF}" --version; then
+    ok "${ENGINE} starts ${IMAGE_REF} (--version)${ENGINE_NOTE:+, after a fallback}"
+  else
+    not_ok "${ENGINE} starts ${IMAGE_REF} (--version)"
+  fi
+  [[ -z "${ENGINE_NOTE}" ]] || note "${ENGINE_NOTE}"
 }
 
 # Image configuration as the Containerfile promises it.
@@ -398,51 +395,7 @@ check_secret_reload() {
 }
 
 # --- scripts/load-image.sh, against fakes: kubectl, podman, kind, k3d, minikube, k3s ----
-
-# Writes the fake tools into WORKDIR/fakebin; each appends "NAME ARGS" to $FAKE_CALLS.
-make_fakes() {
-  local fake="${WORKDIR}/fakebin" tool
-  mkdir -p -- "${fake}"
-  cat >"${fake}/kubectl" <<'EOF_FAKE'
-#!/usr/bin/env bash
-# Fake kubectl: FAKE_CONTEXT is the current context, FAKE_NODES the nodes' jsonpath answer,
-# FAKE_HANG=1 never answers.
-echo "kubectl $*" >>"${FAKE_CALLS}"
-[[ "${FAKE_HANG:-}" != 1 ]] || exec sleep 60
-case " $* " in
-  *" config current-context "*) [[ -n "${FAKE_CONTEXT:-}" ]] && echo "${FAKE_CONTEXT}" ;;
-  *" get nodes "*) [[ -n "${FAKE_NODES:-}" ]] && echo "${FAKE_NODES}" ;;
-  *) exit 1 ;;
-esac
-EOF_FAKE
-  cat >"${fake}/podman" <<'EOF_FAKE'
-#!/usr/bin/env bash
-# Fake podman: one plain local image; push to docker-archive: writes a file.
-echo "podman $*" >>"${FAKE_CALLS}"
-case "$1 $2" in
-  "manifest exists") exit 1 ;;
-  "image exists") exit 0 ;;
-esac
-if [[ "$1" == push ]]; then
-  for a in "$@"; do
-    if [[ "${a}" == docker-archive:* ]]; then
-      p=${a#docker-archive:}
-      echo archive >"${p%%.tar:*}.tar"
-    fi
-  done
-fi
-EOF_FAKE
-  for tool in kind k3d minikube k3s; do
-    cat >"${fake}/${tool}" <<EOF_FAKE
-#!/usr/bin/env bash
-# Fake ${tool}: records its arguments and whether the archive it was given exists.
-echo "${tool} \$*" >>"\${FAKE_CALLS}"
-for a in "\$@"; do [[ "\${a}" != *.tar ]] || { [[ -s "\${a}" ]] && echo "archive-present \${a}" >>"\${FAKE_CALLS}"; }; done
-exit 0
-EOF_FAKE
-  done
-  chmod +x "${fake}"/*
-}
+# (tests/fixtures/fakebin: each appends "NAME ARGS" to $FAKE_CALLS)
 
 # run_load [VAR=VALUE...] -- [ARGS...]: runs load-image.sh with the fakes first on PATH;
 # sets LOAD_RC, LOAD_OUT (stdout and stderr), LOAD_MS; FAKE_CALLS is emptied first.
@@ -453,7 +406,7 @@ run_load() {
   : >"${WORKDIR}/calls"
   LOAD_RC=0
   start=$(now_ms)
-  LOAD_OUT=$(env PATH="${WORKDIR}/fakebin:${PATH}" FAKE_CALLS="${WORKDIR}/calls" KUBECTL=kubectl \
+  LOAD_OUT=$(env PATH="${ROOT}/tests/fixtures/fakebin:${PATH}" FAKE_CALLS="${WORKDIR}/calls" KUBECTL=kubectl \
     CONTAINER_ENGINE=podman PODMAN_GLOBAL_FLAGS= REGISTRY= IMAGE=localhost/hello-path-rs:0.1.0 \
     FAKE_CONTEXT= FAKE_NODES= FAKE_HANG= "${envs[@]}" \
     timeout -k 5 60 bash "${ROOT}/scripts/load-image.sh" "$@" 2>&1) || LOAD_RC=$?
@@ -475,7 +428,6 @@ load_ok() {
 }
 
 check_load_image() {
-  make_fakes
   local archive_re='/load-image\.[^/ ]*/hello-path-rs\.tar'
 
   run_load -- --help
@@ -550,8 +502,9 @@ main() {
   WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/image-test.XXXXXX")
   check_load_image
   preflight
-  note "engine: ${ENGINE} ${GLOBAL_FLAGS[*]}; run flags: ${RUN_FLAGS[*]:-none}; image: ${IMAGE_REF}"
   build_image
+  detect_run
+  note "engine: ${ENGINE} ${ENGINE_GLOBAL[*]}; run flags: ${ENGINE_RUN[*]:-none}; image: ${IMAGE_REF}"
   check_config
   check_content
   check_size

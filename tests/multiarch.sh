@@ -3,7 +3,9 @@
 #
 # Builds both static binaries and both images with
 # `scripts/build-image.sh --platforms linux/amd64,linux/arm64` under a throwaway reference,
-# then checks, one line each: the arm64 binary is static and really runs (qemu user-mode:
+# then checks, one line each: the list's image for this machine's architecture starts in
+# podman (what `run` needs here is found out, as in tests/image.sh), the arm64 binary is
+# static and really runs (qemu user-mode:
 # --version, the FATAL exit without a secret, GET /test, exit 0 on SIGTERM), the manifest
 # list holds exactly the two platforms and points at the right images, each image carries
 # the binary of its architecture and fits the size budget, scripts/load-image.sh exports
@@ -18,7 +20,10 @@
 #
 # Environment:
 #   CONTAINER_ENGINE    podman (default; the checks use podman's CLI)
-#   PODMAN_GLOBAL_FLAGS extra global podman flags (default: none)
+#   PODMAN_GLOBAL_FLAGS global podman flags, e.g. "--runtime runc", and
+#   PODMAN_RUN_FLAGS    extra `run` flags: overrides of what is found out by starting the
+#                       image of this machine's architecture once (scripts/lib/engine.sh)
+#                       (default: found out)
 #   IMAGE_MAX_BYTES     size budget per image (default: 700000, i.e. 700 kB)
 #   QEMU_AARCH64        user-mode emulator (default: qemu-aarch64-static, Debian package
 #                       qemu-user-static; installed with apt-get when missing and root)
@@ -27,14 +32,18 @@ set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
+# shellcheck source=tests/lib/tap.sh
+. "${ROOT}/tests/lib/tap.sh"
+# The engine and what `run` needs here: engine, engine_detect_run.
 ENGINE=${CONTAINER_ENGINE:-podman}
+# shellcheck source=scripts/lib/engine.sh
+. "${ROOT}/scripts/lib/engine.sh"
+# No engine call may hang the test (KILL 10 s after TERM).
+ENGINE_TIMEOUT=120
 MAX_BYTES=${IMAGE_MAX_BYTES:-700000}
 QEMU=${QEMU_AARCH64:-qemu-aarch64-static}
 LIST_REF="localhost/hello-path-rs:multiarch-test-$$"
 ARM_BIN="${CARGO_TARGET_DIR:-${ROOT}/target}/aarch64-unknown-linux-musl/release/hello-path-rs"
-GLOBAL_FLAGS=()
-PASSED=0
-FAILED=0
 WORKDIR=""
 CHILD_PID=""
 CREATED_IMAGES=false
@@ -43,26 +52,13 @@ usage() {
   sed -n '2,/^[^#]/{/^[^#]/d;/^# shellcheck/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
 }
 
-ok() { PASSED=$((PASSED + 1)); printf 'ok - %s\n' "$*"; }
-not_ok() { FAILED=$((FAILED + 1)); printf 'not ok - %s\n' "$*"; }
-note() { printf '# %s\n' "$@"; }
-check() {
-  local what=$1
-  shift
-  if "$@"; then ok "${what}"; else not_ok "${what}"; fi
-}
 finish() {
-  printf '%d passed, %d failed\n' "${PASSED}" "${FAILED}"
-  if ((FAILED > 0)); then exit 1; fi
-  exit 0
+  if tap_summary; then exit 0; fi
+  exit 1
 }
 bail() {
   not_ok "$*"
   finish
-}
-
-engine() {
-  timeout -k 10 120 "${ENGINE}" "${GLOBAL_FLAGS[@]}" "$@"
 }
 
 cleanup() {
@@ -105,9 +101,7 @@ preflight() {
     command -v "${QEMU}" >/dev/null 2>&1 \
       || bail "${QEMU} is installed (install it: apt-get install qemu-user-static)"
   fi
-  if [[ "${ENGINE}" == podman && -n "${PODMAN_GLOBAL_FLAGS:-}" ]]; then
-    read -r -a GLOBAL_FLAGS <<<"${PODMAN_GLOBAL_FLAGS}"
-  fi
+  engine_global_flags
 }
 
 build() {
@@ -127,6 +121,22 @@ build() {
   else
     note "no binfmt_misc handler for aarch64: the arm64 image was built without emulation"
   fi
+}
+
+# The list's image of this machine's architecture starts (`run` of the list's name picks
+# it), with what `run` needs here found out once; a fallback is said in one line.
+check_native_run() {
+  local arch
+  case "$(uname -m)" in
+    aarch64 | arm64) arch=arm64 ;;
+    *) arch=amd64 ;;
+  esac
+  if engine_detect_run "${LIST_REF}" --version; then
+    ok "${ENGINE} run ${LIST_REF} starts its ${arch} image (--version)${ENGINE_NOTE:+, after a fallback}"
+  else
+    not_ok "${ENGINE} run ${LIST_REF} starts its ${arch} image (--version)"
+  fi
+  [[ -z "${ENGINE_NOTE}" ]] || note "${ENGINE_NOTE}"
 }
 
 # FILE: readelf's machine name, and whether a program interpreter is requested.
@@ -228,24 +238,13 @@ check_image_binary() {
 # under the list's name.
 check_load_arch() {
   local fake="${WORKDIR}/fakebin" out rc=0 tags config arch
+  # The fakes of tests/fixtures/fakebin, kubectl and kind only (the real podman writes the
+  # archive): a kind cluster whose node is arm64; kind keeps the archive it is given.
   mkdir -p -- "${fake}"
-  cat >"${fake}/kubectl" <<'EOF'
-#!/usr/bin/env bash
-# Fake kubectl: a kind cluster whose node is arm64.
-case " $* " in
-  *" config current-context "*) echo kind-arm ;;
-  *" get nodes "*) echo 'arm64|kind://podman/arm/arm-control-plane|v1.30.0|' ;;
-  *) exit 1 ;;
-esac
-EOF
-  cat >"${fake}/kind" <<EOF
-#!/usr/bin/env bash
-# Fake kind: keeps the archive it is given.
-for a in "\$@"; do [[ "\${a}" != *.tar ]] || cp -- "\${a}" "${WORKDIR}/loaded.tar"; done
-echo "kind \$*" >>"${WORKDIR}/kind.calls"
-EOF
-  chmod +x "${fake}/kubectl" "${fake}/kind"
+  ln -s -- "${ROOT}/tests/fixtures/fakebin/kubectl" "${ROOT}/tests/fixtures/fakebin/kind" "${fake}/"
   out=$(PATH="${fake}:${PATH}" KUBECTL=kubectl IMAGE="${LIST_REF}" CONTAINER_ENGINE="${ENGINE}" \
+    FAKE_CONTEXT=kind-arm FAKE_NODES='arm64|kind://podman/arm/arm-control-plane|v1.30.0|' \
+    FAKE_CALLS="${WORKDIR}/kind.calls" FAKE_KEEP="${WORKDIR}" \
     bash "${ROOT}/scripts/load-image.sh" 2>"${WORKDIR}/load.log") || rc=$?
   check "load-image.sh with a manifest list and an arm64 kind node exits 0 (got ${rc}: ${out})" test "${rc}" = 0
   if [[ ! -s "${WORKDIR}/loaded.tar" ]]; then
@@ -296,8 +295,9 @@ main() {
   trap cleanup EXIT
   WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/multiarch-test.XXXXXX")
   preflight
-  note "engine: ${ENGINE} ${GLOBAL_FLAGS[*]}; list: ${LIST_REF}"
+  note "engine: ${ENGINE} ${ENGINE_GLOBAL[*]}; list: ${LIST_REF}"
   build
+  check_native_run
   check_arm_binary
   check_manifest
   check_load_arch

@@ -6,7 +6,7 @@
 #   2. --kube without a cluster exits 2 within seconds with one line: with KUBECTL pointing at
 #      a command that fails, at a missing command, and (when kubectl is installed) with a
 #      kubeconfig whose server is https://127.0.0.1:1;
-#   3. wait_for (scripts/lib.sh) says what it waits for every 5 s even when one round of its
+#   3. wait_for (scripts/lib/wait.sh) says what it waits for every 5 s even when one round of its
 #      command takes longer than that;
 #   4. the LOCAL walkthrough end to end (scripts/walkthrough.sh, which builds the binary if
 #      needed): reload and rotate with 0 failed requests and 0 restarts on the same PID,
@@ -14,7 +14,7 @@
 #      negative controls (CONTROL lines) never served, no-arg with the FATAL line, arg
 #      served, every scenario with exactly one RESULT line as its last line, the table and
 #      its legend printed;
-#   5. a DRY --kube walkthrough against a fake kubectl (written to a scratch directory) that
+#   5. a DRY --kube walkthrough against a fake kubectl (tests/fixtures/fake-kubectl) that
 #      logs its argv and models each scenario: every scenario ok, every kubectl call with
 #      --context, none of the flags too new for Kubernetes 1.15, every poll bounded
 #      (--request-timeout), every namespace deleted; reload.sh --kube ends its stdout with
@@ -29,32 +29,14 @@ set -o errexit -o nounset -o pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
 readonly SCRIPTS=(no-arg arg redeploy restart reload rotate walkthrough)
-PASSED=0
-FAILED=0
+readonly FAKE_KUBECTL="${ROOT}/tests/fixtures/fake-kubectl"
 WORK=""
+# shellcheck source=tests/lib/tap.sh
+source "${ROOT}/tests/lib/tap.sh"
 
 cleanup() {
   if [[ -n "${WORK}" && -d "${WORK}" ]]; then
     rm -rf -- "${WORK}"
-  fi
-}
-
-pass() {
-  PASSED=$((PASSED + 1))
-  printf 'ok - %s\n' "$*"
-}
-fail() {
-  FAILED=$((FAILED + 1))
-  printf 'not ok - %s\n' "$*"
-}
-# check DESCRIPTION COMMAND... — one test line from a command's status.
-check() {
-  local what=$1
-  shift
-  if "$@"; then
-    pass "${what}"
-  else
-    fail "${what}"
   fi
 }
 
@@ -109,9 +91,9 @@ no_cluster() {
   elapsed=$(($(date +%s) - start))
   lines=$(grep -c . <<<"${out}" || true)
   if [[ "${rc}" == 2 && "${elapsed}" -le 10 && "${lines}" == 1 ]]; then
-    pass "no cluster (${what}): exit 2 after ${elapsed}s with one line: ${out}"
+    ok "no cluster (${what}): exit 2 after ${elapsed}s with one line: ${out}"
   else
-    fail "no cluster (${what}): expected exit 2 within 10s and one line, got exit ${rc} after ${elapsed}s, ${lines} lines: ${out}"
+    not_ok "no cluster (${what}): expected exit 2 within 10s and one line, got exit ${rc} after ${elapsed}s, ${lines} lines: ${out}"
   fi
 }
 
@@ -121,21 +103,8 @@ test_no_cluster() {
   no_cluster "KUBECTL is a command that fails" KUBECTL="${WORK}/failing-kubectl"
   no_cluster "KUBECTL is not installed" KUBECTL="${WORK}/no-such-kubectl"
   if command -v kubectl >/dev/null 2>&1; then
-    cat >"${WORK}/kubeconfig" <<'EOF'
-apiVersion: v1
-kind: Config
-clusters:
-- cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}
-  name: nowhere
-contexts:
-- context: {cluster: nowhere, user: nobody}
-  name: nowhere
-current-context: nowhere
-users:
-- name: nobody
-  user: {token: none}
-EOF
-    no_cluster "kubeconfig with server https://127.0.0.1:1" KUBECONFIG="${WORK}/kubeconfig"
+    no_cluster "kubeconfig with server https://127.0.0.1:1" \
+      KUBECONFIG="${ROOT}/tests/fixtures/kubeconfig-unreachable.yaml"
   else
     printf '# kubectl is not installed: the unreachable-server check runs with the stubs only\n'
   fi
@@ -148,7 +117,7 @@ test_wait_progress() {
   start=$(date +%s)
   # shellcheck disable=SC2016 # expanded by the inner bash
   timeout 60 bash -c 'set -o errexit -o nounset -o pipefail
-    source "$1/scripts/lib.sh"
+    source "$1/scripts/lib/common.sh"
     WORK_DIR=$2
     slow() { sleep 6; return 1; }
     wait_for "a slow check" 11 0.1 slow' _ "${ROOT}" "${WORK}" >"${out}" 2>&1 || rc=$?
@@ -226,212 +195,12 @@ test_local_walkthrough() {
     test -z "${bad}" -a "$(grep -c ' === [a-z-]*: exit ' "${out}")" -eq 6
 }
 
-write_fake_kubectl() {
-  cat >"${WORK}/fake-kubectl" <<'STUB'
-#!/usr/bin/env bash
-# A fake kubectl for dry runs of the --kube mode: logs its argv, keeps a tiny model of each
-# scenario's namespace in $STUB_STATE and answers as a cluster would (a probe pod's clock
-# runs STUB_SPEED times faster). STUB_BROKEN=1: the pods never reject a bad Secret.
-set -o nounset
-S=${STUB_STATE:?}
-SPEED=${STUB_SPEED:-4}
-printf '%s\n' "$*" >>"${S}/argv.log"
-ns="" ctx=""
-args=()
-while (($#)); do
-  case "$1" in
-    --context) ctx=$2; shift 2 ;;
-    -n | --namespace) ns=$2; shift 2 ;;
-    --request-timeout=*) shift ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
-set -- "${args[@]}"
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-scen() { local n=${ns#hello-path-}; echo "${n%-*}"; }
-D="${S}/ns-${ns}"
-val() { cat "${D}/$1" 2>/dev/null || echo "${2:-}"; }
-secret_at() { # the secret value in force at ms $1 (events: "ms value")
-  awk -v t="$1" '$1 <= t { v = $2 } END { print (v == "" ? "1234" : v) }' "${D}/events" 2>/dev/null || echo 1234
-}
-pods() {
-  local s; s=$(scen)
-  local sec; sec=$(val secret 1234)
-  case "${s}" in
-    no-arg) echo "hello-path-x1|uid-na|False|2|CrashLoopBackOff|" ;;
-    arg | rotate) printf 'hello-path-a|uid-a|True|0||\nhello-path-b|uid-b|True|0||\n' ;;
-    reload)
-      local r=False; [[ "${sec}" == 4321 ]] && r=True
-      printf 'hello-path-a|uid-a|%s|0||\nhello-path-b|uid-b|%s|0||\n' "$r" "$r" ;;
-    reload-env | reload-subpath) printf 'hello-path-a|uid-a|False|0||\nhello-path-b|uid-b|False|0||\n' ;;
-    redeploy)
-      local d; d=$(val deploys 0)
-      if [[ "$(val deploy_secret 4321)" == 4321 ]]; then
-        printf 'hello-path-%s1|uid-%s-1|True|0||\nhello-path-%s2|uid-%s-2|True|0||\n' "$d" "$d" "$d" "$d"
-      else
-        printf 'hello-path-%s1|uid-%s-1|False|1|CrashLoopBackOff|\nhello-path-%s2|uid-%s-2|False|1|CrashLoopBackOff|\n' "$d" "$d" "$d" "$d"
-      fi ;;
-    restart)
-      local r; r=$(val restarts 0)
-      if [[ "$(val restart_secret 4321)" == 9999 ]]; then
-        printf 'hello-path-%s1|uid-%s-1|True|0||\nhello-path-%s2|uid-%s-2|True|0||\nhello-path-%sx|uid-%s-x|False|1|CrashLoopBackOff|\n' 0 0 0 0 "$r" "$r"
-      else
-        printf 'hello-path-%s1|uid-%s-1|True|0||\nhello-path-%s2|uid-%s-2|True|0||\n' "$r" "$r" "$r" "$r"
-      fi ;;
-  esac
-}
-case "${1:-}" in
-  version) echo "Client Version: fake" ;;
-  kustomize)
-    if [[ -f "$2/rendered.yaml" ]]; then cat "$2/rendered.yaml"; exit 0; fi
-    cat <<'YAML'
-apiVersion: v1
-kind: Namespace
-metadata:
-  labels:
-    pod-security.kubernetes.io/enforce: restricted
-  name: hello-path
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: hello-path-secret
-  namespace: hello-path
-stringData:
-  mysecret: "1234"
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: hello-path
-  namespace: hello-path
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: hello-path
-  namespace: hello-path
-spec:
-  template:
-    spec:
-      containers:
-      - image: localhost/hello-path-rs:0.1.0
-        name: hello-path
-YAML
-    ;;
-  create)
-    [[ "$2" == namespace ]] || exit 1
-    ns=$3 D="${S}/ns-$3"; mkdir -p "${D}"; echo "namespace/$3 created" ;;
-  label) echo labeled ;;
-  apply)
-    f=""; while (($#)); do [[ "$1" == -f ]] && f=$2; shift; done
-    if grep -q '^kind: Pod' "$f"; then
-      name=$(sed -n 's/^  name: //p' "$f" | head -n 1)
-      now_ms >"${D}/probe-${name}.start"
-    elif grep -q '^kind: Deployment' "$f"; then
-      rm -f "${D}/deleted_at"
-      echo $(($(val deploys 0) + 1)) >"${D}/deploys"
-      val secret 1234 >"${D}/deploy_secret"
-    fi
-    echo applied ;;
-  patch)
-    v=$(printf '%s' "${*: -1}" | sed -n 's/.*"mysecret":"\([^"]*\)".*/\1/p')
-    [[ -n "$v" ]] || { echo "error: bad patch" >&2; exit 1; }
-    echo "$v" >"${D}/secret"; echo "$(now_ms) $v" >>"${D}/events"
-    echo "secret/hello-path-secret patched" ;;
-  rollout)
-    case "$2" in
-      restart) echo $(($(val restarts 0) + 1)) >"${D}/restarts"; val secret 1234 >"${D}/restart_secret"; echo restarted ;;
-      status)
-        case "$(scen)" in
-          no-arg | reload-env | reload-subpath) exit 1 ;;
-          reload) [[ "$(val secret)" == 4321 ]] ;;
-          restart) [[ "$(val restart_secret 4321)" != 9999 ]] ;;
-          redeploy) [[ "$(val deploy_secret 4321)" == 4321 ]] ;;
-          *) exit 0 ;;
-        esac ;;
-      *) exit 1 ;;
-    esac ;;
-  delete)
-    case "$2" in
-      namespace) echo "$3" >>"${S}/deleted-namespaces"; echo "namespace \"$3\" deleted" ;;
-      deployment) now_ms >"${D}/deleted_at"; echo deleted ;;
-      *) exit 1 ;;
-    esac ;;
-  logs)
-    pod=$2
-    if [[ "${pod}" == probe-* ]]; then
-      start=$(cat "${D}/probe-${pod}.start")
-      el=$((($(now_ms) - start) * SPEED))
-      n=$((el / 1000))
-      s=$(scen)
-      for ((i = 1; i <= n; i++)); do
-        t=$((start + i * 1000 / SPEED))
-        v=$(secret_at "$t")
-        ok=20
-        case "${s}" in
-          no-arg | reload-env | reload-subpath) ok=0 ;;
-          reload) [[ "$v" == 4321 ]] || ok=0 ;;
-          redeploy) [[ "$v" != 1234 ]] || ok=0 ;;
-        esac
-        echo "probe second=$i ok=${ok} failed=$((20 - ok))"
-      done
-    else
-      case "$(scen)" in
-        no-arg) echo "x ERROR [hello-path-rs] FATAL: connection to remote service failed. Check mysecret parameter." ;;
-        reload*) echo "x INFO  [hello-path-rs] RELOAD(1): Connection to remote service: nok." ;;
-        rotate) [[ "$(val secret)" != 9999 ]] || echo "x WARN  [hello-path-rs] secret rejected: refused; generation 2 stays in use" ;;
-      esac
-      echo "x INFO  [hello-path-rs] Web service initialization..."
-    fi ;;
-  get)
-    if [[ "$2" == --raw ]]; then
-      case "$3" in
-        /version) echo '{"major": "1", "minor": "15", "gitVersion": "v1.15.3+k3s1"}' ;;
-        */proxy/mysecret)
-          ns=$(echo "$3" | cut -d/ -f5); D="${S}/ns-${ns}"
-          g=1; grep -q ' 5678$' "${D}/events" 2>/dev/null && g=2
-          echo "my little secret is **** (generation $g)" ;;
-        */proxy/metrics)
-          ns=$(echo "$3" | cut -d/ -f5); D="${S}/ns-${ns}"
-          ok=1; [[ "$(val secret)" == 9999 && -z "${STUB_BROKEN:-}" ]] && ok=0
-          echo "hello_path_secret_last_reload_successful ${ok}" ;;
-        *) exit 1 ;;
-      esac
-      exit 0
-    fi
-    case "$2" in
-      pods) pods ;;
-      pod) echo "" ;;
-      svc) echo 10.43.0.10 ;;
-      deployment)
-        if [[ "$*" == *"-o name"* ]]; then
-          # Gone 0.6 s after a delete (a real one takes a moment too), back once applied.
-          if [[ ! -f "${D}/deleted_at" ]] || (($(now_ms) < $(cat "${D}/deleted_at") + 600)); then
-            echo deployment.apps/hello-path
-          elif [[ "$*" != *--ignore-not-found* ]]; then
-            echo 'Error from server (NotFound): deployments.apps "hello-path" not found' >&2; exit 1
-          fi
-        elif [[ "$*" == *replicas* ]]; then
-          [[ "$(scen)" == no-arg ]] && echo 1 || echo 2
-        else
-          echo '["--mysecret","4321","--shutdown-delay=5s"]'
-        fi ;;
-      *) exit 1 ;;
-    esac ;;
-  *) echo "fake kubectl: unsupported: $*" >&2; exit 1 ;;
-esac
-STUB
-  chmod +x "${WORK}/fake-kubectl"
-}
-
 test_kube_dry() {
-  write_fake_kubectl
   mkdir -p "${WORK}/state"
   local out="${WORK}/kube.out" rc=0 start
   start=$(date +%s)
   # KUBECTL with a space in it, as "k3s kubectl" has.
-  STUB_STATE="${WORK}/state" KUBECTL="bash ${WORK}/fake-kubectl" STALL_SECONDS=2 CONTROL_SECONDS=2 \
+  STUB_STATE="${WORK}/state" KUBECTL="bash ${FAKE_KUBECTL}" STALL_SECONDS=2 CONTROL_SECONDS=2 \
     timeout 240 bash "${ROOT}/scripts/walkthrough.sh" --kube --context dry-ctx --quiet \
     >"${out}" 2>&1 </dev/null || rc=$?
   printf '# dry --kube walkthrough (fake kubectl): exit %s after %ss\n' "${rc}" $(($(date +%s) - start))
@@ -469,16 +238,16 @@ test_kube_dry() {
 
   # A wrong outcome must fail: pods that never reject the bad Secret.
   rc=0
-  STUB_STATE="${WORK}/state" STUB_BROKEN=1 KUBECTL="bash ${WORK}/fake-kubectl" SECRET_TIMEOUT=3 \
+  STUB_STATE="${WORK}/state" STUB_BROKEN=1 KUBECTL="bash ${FAKE_KUBECTL}" SECRET_TIMEOUT=3 \
     timeout 120 bash "${ROOT}/scripts/rotate.sh" --kube --context dry-ctx >"${WORK}/broken.out" 2>&1 </dev/null || rc=$?
   check "dry --kube: a wrong outcome exits 1 with verdict=unexpected" \
     test "${rc}" -eq 1 -a -n "$(grep -F 'verdict=unexpected' "${WORK}/broken.out")"
   check "dry --kube: the RESULT line is the last line on stdout" \
-    test "$(STUB_STATE="${WORK}/state" KUBECTL="bash ${WORK}/fake-kubectl" timeout 60 \
+    test "$(STUB_STATE="${WORK}/state" KUBECTL="bash ${FAKE_KUBECTL}" timeout 60 \
       bash "${ROOT}/scripts/arg.sh" --kube --context dry-ctx 2>/dev/null </dev/null | tail -n 1 | cut -c1-22)" = \
     'RESULT scenario=arg mo'
   rc=0
-  STUB_STATE="${WORK}/state" KUBECTL="bash ${WORK}/fake-kubectl" CONTROL_SECONDS=2 timeout 120 \
+  STUB_STATE="${WORK}/state" KUBECTL="bash ${FAKE_KUBECTL}" CONTROL_SECONDS=2 timeout 120 \
     bash "${ROOT}/scripts/reload.sh" --kube --context dry-ctx 2>/dev/null </dev/null >"${WORK}/reload-kube.out" || rc=$?
   check "dry --kube: reload.sh exits ${rc}, its stdout: 2 CONTROL lines, one RESULT line, the last" \
     test "${rc}" -eq 0 -a "$(grep -c '^RESULT ' "${WORK}/reload-kube.out")" -eq 1 -a \
@@ -498,8 +267,7 @@ main() {
   test_wait_progress
   test_local_walkthrough
   test_kube_dry
-  printf '%s passed, %s failed\n' "${PASSED}" "${FAILED}"
-  ((FAILED == 0))
+  tap_summary
 }
 
 main "$@"

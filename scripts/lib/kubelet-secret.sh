@@ -2,7 +2,7 @@
 # kubelet-secret.sh — lay out and update a directory exactly as the kubelet does for a
 # Secret volume (its "atomic writer"), so that the local scenarios and the tests see what a pod sees.
 #
-# Sourced by scripts/lib.sh (the local scenarios) and tests/image.sh; then:
+# Sourced by scripts/lib/local.sh (the local scenarios) and tests/image.sh; then:
 #   secret_dir_init DIR KEY VALUE     DIR/..<timestamp>/KEY holds VALUE (no newline),
 #                                     DIR/..data -> ..<timestamp>, DIR/KEY -> ..data/KEY
 #   secret_dir_update DIR KEY VALUE   write a new ..<timestamp>/ directory, point a new

@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# kube.sh — the --kube mode of the scenario scripts: every kubectl call goes through
+# `kube_cmd` (by way of kube, kube_t, kube_poll), which honours KUBECTL and --context; each
+# scenario runs in a namespace of its own, which cleanup deletes. Sourced after common.sh;
+# it sources kube-pods.sh (the app's pods, rollouts and the probe pod).
+#
+#   kube_cmd / kube / kube_t / kube_poll       the one kubectl command line, bounded in loops
+#   kube_preflight                             one line and exit 2 when no cluster answers
+#   kube_render / kube_kustomize               an overlay of k8s/, rendered for a namespace
+#   kube_deploy / kube_apply_app               ... and applied into a new namespace (NS)
+#   kube_secret_set                            the change: kubectl patch of the Secret
+#
+# Environment read here (defaults in brackets):
+#   KUBECTL          kubectl command, may hold spaces, e.g. "k3s kubectl" or oc [kubectl]
+#   KUSTOMIZE        a kustomize binary to render k8s/overlays with (KUSTOMIZE build DIR)
+#                    [unset: $KUBECTL kustomize, else a `kustomize` on PATH]
+#   IMAGE            image for the pods and the probe pod [localhost/hello-path-rs:0.1.0]
+#   KUBE_TIMEOUT     seconds a rollout may take [120]
+#   SECRET_TIMEOUT   seconds to wait for the kubelet to deliver a changed Secret [180]
+#   KEEP_NAMESPACE   1 = leave the scenario's namespace in place (debugging) [0]
+# shellcheck shell=bash
+# Variables set here are read by the scripts that source this file:
+# shellcheck disable=SC2034
+
+if [[ -n "${HELLO_PATH_KUBE_LOADED:-}" ]]; then
+  return 0
+fi
+HELLO_PATH_KUBE_LOADED=1
+
+readonly DEFAULT_IMAGE=localhost/hello-path-rs:0.1.0
+readonly APP_LABEL=app.kubernetes.io/name=hello-path-rs
+
+KUBE_TIMEOUT=${KUBE_TIMEOUT:-120}
+SECRET_TIMEOUT=${SECRET_TIMEOUT:-180}
+KUBE_SERVER_MINOR=0
+APPLY_FLAGS=()
+# The namespaces this script created (kube_create_namespace), for cleanup.
+CREATED_NAMESPACES=()
+
+# kube_cmd [GLOBAL_FLAG...] — sets KUBE_CMD to $KUBECTL (default kubectl; may hold spaces,
+# e.g. "k3s kubectl"), the flags given, then --context NAME when KUBE_CONTEXT is set. The
+# one place that builds a kubectl command line: kube, kube_t and kube_poll use it, and so
+# do scripts/load-image.sh and scripts/render-manifests.sh.
+kube_cmd() {
+  read -r -a KUBE_CMD <<<"${KUBECTL:-kubectl}"
+  ((${#KUBE_CMD[@]})) || KUBE_CMD=(kubectl)
+  KUBE_CMD+=("$@")
+  if [[ -n "${KUBE_CONTEXT}" ]]; then
+    KUBE_CMD+=(--context "${KUBE_CONTEXT}")
+  fi
+}
+# kube ARG... — every kubectl call of the scripts goes through here (or kube_t, kube_poll).
+kube() {
+  local -a KUBE_CMD
+  kube_cmd
+  "${KUBE_CMD[@]}" "$@"
+}
+
+# kube_t SECONDS ARG... — kube, bounded twice: each API request by kubectl's own
+# --request-timeout=SECONDS (a global flag of every kubectl, 1.15 included), the whole
+# command (a credential plugin, a DNS lookup, a watch, several requests) by timeout(1)
+# 5 s later, when there is one. For every call inside a wait loop, so that a hung request
+# cannot stall the loop nor outlast its timeout.
+kube_t() {
+  local limit=$1
+  shift
+  local -a KUBE_CMD
+  kube_cmd "--request-timeout=${limit}s"
+  if command -v timeout >/dev/null 2>&1; then
+    timeout -k 2 $((limit + 5)) "${KUBE_CMD[@]}" "$@"
+  else
+    "${KUBE_CMD[@]}" "$@"
+  fi
+}
+# kube_poll ARG... — kube_t with the bound of one poll: 3 s per request.
+kube_poll() { kube_t 3 "$@"; }
+
+
+# kube_preflight — one clear line and exit 2 (within seconds) when no cluster answers.
+kube_preflight() {
+  local -a cmd
+  read -r -a cmd <<<"${KUBECTL:-kubectl}"
+  command -v "${cmd[0]:-kubectl}" >/dev/null 2>&1 ||
+    die 2 "no cluster: '${cmd[0]:-kubectl}' (KUBECTL) is not on PATH"
+  local out err
+  local -a KUBE_CMD
+  kube_cmd
+  err="${WORK_DIR}/preflight.err"
+  if command -v timeout >/dev/null 2>&1; then
+    # --request-timeout bounds the request; timeout(1) bounds everything else (a kubectl
+    # exec credential plugin, a DNS lookup of the server name).
+    out=$(timeout 15 "${KUBE_CMD[@]}" get --raw /version --request-timeout=5s 2>"${err}") || out=""
+  else
+    out=$("${KUBE_CMD[@]}" get --raw /version --request-timeout=5s 2>"${err}") || out=""
+  fi
+  if [[ "${out}" != *gitVersion* ]]; then
+    local why
+    why=$(grep -v '^[[:space:]]*$' "${err}" 2>/dev/null | tail -n 1 | cut -c1-200)
+    die 2 "no cluster reachable with '${KUBECTL:-kubectl}${KUBE_CONTEXT:+ --context ${KUBE_CONTEXT}}' (get --raw /version): ${why:-no answer within 5s}"
+  fi
+  local version minor
+  version=$(printf '%s' "${out}" | sed -n 's/.*"gitVersion"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')
+  minor=$(printf '%s' "${out}" | sed -n 's/.*"minor"[[:space:]]*:[[:space:]]*"\([0-9]*\).*/\1/p')
+  KUBE_SERVER_MINOR=${minor:-0}
+  log "cluster: Kubernetes ${version:-?}${KUBE_CONTEXT:+ (context ${KUBE_CONTEXT})}; kubectl: ${KUBECTL:-kubectl}"
+  if ((KUBE_SERVER_MINOR > 0 && KUBE_SERVER_MINOR < 19)); then
+    # The manifests carry securityContext.seccompProfile (1.19+) next to the annotation
+    # older clusters read; kubectl's schema check would refuse the unknown field, the API
+    # server of those versions drops it.
+    APPLY_FLAGS=(--validate=false)
+    log "Kubernetes 1.${KUBE_SERVER_MINOR} < 1.19: applying with --validate=false (seccompProfile is unknown there; the annotation applies)"
+  fi
+}
+
+# kube_render OVERLAY NS OUT_DIR — renders k8s/overlays/OVERLAY for namespace NS into
+#   OUT_DIR/secret.yaml (the Secret), OUT_DIR/app.yaml (everything else but the Namespace)
+#   and OUT_DIR/ns-labels (the Namespace's labels, k=v per line). The objects lose their
+#   `namespace:` (they are applied with -n NS) and take $IMAGE when set. When kustomize
+#   cannot render the overlay (the one in kubectl before 1.24 is too old for it), the copy
+#   pre-rendered by scripts/render-manifests.sh, k8s/rendered/OVERLAY.yaml, is used.
+kube_render() {
+  local overlay=$1 ns=$2 out=$3
+  local src="${REPO_ROOT}/k8s/overlays/${overlay}" pre="${REPO_ROOT}/k8s/rendered/${overlay}.yaml"
+  [[ -f "${src}/kustomization.yaml" ]] || die "no overlay k8s/overlays/${overlay}"
+  mkdir -p "${out}"
+  if ! kube_kustomize "${src}" >"${out}/overlay.yaml" 2>"${out}/kustomize.err"; then
+    [[ -f "${pre}" ]] ||
+      die "cannot render k8s/overlays/${overlay}: $(tail -n 1 "${out}/kustomize.err") (and no ${pre})"
+    log "kustomize cannot render k8s/overlays/${overlay} ($(tail -n 1 "${out}/kustomize.err" | cut -c1-80)); using k8s/rendered/${overlay}.yaml"
+    cp "${pre}" "${out}/overlay.yaml"
+  fi
+  # Split: the Namespace's labels (this run creates its own namespace), the Secret, the rest.
+  # Top-level `metadata.namespace` lines go (the objects are applied with -n NS).
+  awk -v nsfile="${out}/ns-labels" -v secret="${out}/secret.yaml" -v app="${out}/app.yaml" \
+    -v image="${IMAGE:-}" -v default_image="${DEFAULT_IMAGE}" '
+    function flush() {
+      if (doc != "") {
+        if (doc ~ /(^|\n)kind: Namespace(\n|$)/) {
+          n = split(doc, lines, "\n"); inl = 0
+          for (i = 1; i <= n; i++) {
+            if (lines[i] ~ /^  labels:/) { inl = 1; continue }
+            if (inl && lines[i] ~ /^    [^ ]/) {
+              l = lines[i]; sub(/^    /, "", l); sub(/: /, "=", l); gsub(/"/, "", l)
+              print l > nsfile
+            } else if (inl) inl = 0
+          }
+        } else if (doc ~ /(^|\n)kind: Secret(\n|$)/) printf "---\n%s\n", doc > secret
+        else printf "---\n%s\n", doc > app
+      }
+      doc = ""; inmeta = 0
+    }
+    /^---/ { flush(); next }
+    /^#/ { next }
+    /^metadata:/ { inmeta = 1 }
+    /^[^ ]/ && !/^metadata:/ { inmeta = 0 }
+    inmeta && /^  namespace: / { next }
+    image != "" { gsub("image: " default_image "$", "image: " image) }
+    { doc = (doc == "" ? $0 : doc "\n" $0) }
+    END { flush() }' "${out}/overlay.yaml"
+  touch "${out}/ns-labels" "${out}/secret.yaml" "${out}/app.yaml"
+}
+
+# kube_kustomize DIR — renders a kustomization: with $KUSTOMIZE when set, else with
+# `$KUBECTL kustomize` (through `kube`); when that fails (kubectl < 1.22 embeds a kustomize
+# too old for the overlays' `labels:` and `patches:`, e.g. `k3s kubectl` 1.15), with a
+# standalone `kustomize` found on PATH. Rendering needs no cluster. (No other kubectl is
+# tried behind KUBECTL's back: kube_render falls back to k8s/rendered/ instead, and
+# KUSTOMIZE names a newer kustomize.)
+kube_kustomize() {
+  if [[ -n "${KUSTOMIZE:-}" ]]; then
+    local -a k
+    read -r -a k <<<"${KUSTOMIZE}"
+    "${k[@]}" build "$1"
+    return
+  fi
+  local out="${WORK_DIR}/kustomize.out" first="${WORK_DIR}/kustomize-first.err"
+  if kube kustomize "$1" >"${out}" 2>"${first}" ||
+    { command -v kustomize >/dev/null 2>&1 && kustomize build "$1" >"${out}" 2>/dev/null; }; then
+    cat "${out}"
+    return 0
+  fi
+  cat "${first}" >&2
+  return 1
+}
+
+# kube_namespace_name NAME — sets NS to a fresh hello-path-NAME-XXXXX (not created yet).
+kube_namespace_name() {
+  local suffix
+  suffix=$(LC_ALL=C tr -dc 'a-z0-9' </dev/urandom 2>/dev/null | head -c 5 || true)
+  [[ -n "${suffix}" ]] || suffix=$((RANDOM % 100000))
+  NS="hello-path-$1-${suffix}"
+}
+# kube_create_namespace — creates NS; cleanup deletes it.
+kube_create_namespace() {
+  kube create namespace "${NS}" >/dev/null || die "cannot create namespace ${NS}"
+  CREATED_NAMESPACES+=("${NS}")
+  log "namespace ${NS} created (deleted again on exit)"
+}
+
+# kube_deploy OVERLAY START_VALUE [NAME] — in a new namespace hello-path-NAME-XXXXX (NAME
+#   defaults to the scenario): renders the overlay, applies its Secret with
+#   mysecret=START_VALUE (empty: as the overlay has it), then the rest. Sets NS, RENDER_DIR.
+kube_deploy() {
+  local overlay=$1 value=$2
+  kube_namespace_name "${3:-${SCRIPT_NAME}}"
+  RENDER_DIR="${WORK_DIR}/render-${NS}"
+  kube_render "${overlay}" "${NS}" "${RENDER_DIR}"
+  kube_create_namespace
+  local -a labels=()
+  mapfile -t labels <"${RENDER_DIR}/ns-labels"
+  if ((${#labels[@]})); then
+    kube label namespace "${NS}" "${labels[@]}" --overwrite >/dev/null ||
+      warn "cannot label namespace ${NS} with ${labels[*]}"
+  fi
+  if [[ -s "${RENDER_DIR}/secret.yaml" ]]; then
+    kube apply "${APPLY_FLAGS[@]}" -n "${NS}" -f "${RENDER_DIR}/secret.yaml" >/dev/null ||
+      die "kubectl apply of the Secret of k8s/overlays/${overlay} failed"
+    if [[ -n "${value}" ]]; then
+      kube_secret_set "${value}"
+    fi
+  fi
+  kube_apply_app
+  log "deployed k8s/overlays/${overlay} into ${NS}"
+}
+kube_apply_app() {
+  kube apply "${APPLY_FLAGS[@]}" -n "${NS}" -f "${RENDER_DIR}/app.yaml" >/dev/null ||
+    die "kubectl apply -f ${RENDER_DIR}/app.yaml failed"
+}
+
+# kube_secret_set VALUE — sets key mysecret of Secret hello-path-secret in NS (a merge patch
+# with stringData: works on every Kubernetes version, no --dry-run needed).
+kube_secret_set() {
+  kube -n "${NS}" patch secret hello-path-secret --type merge \
+    -p "{\"stringData\":{\"mysecret\":\"$1\"}}" >/dev/null ||
+    die "cannot patch secret hello-path-secret in ${NS}"
+  log "Secret ${NS}/hello-path-secret: mysecret set to a new value ($(printf '%s' "$1" | sed 's/./*/g'))"
+}
+
+# The clean-up of the --kube mode: deletes the namespaces this script created, without
+# waiting for them (the API server removes what is in them), each call bounded. Says what
+# it did through cleanup_note, and is never stopped by a failure (see cleanup).
+_kube_cleanup() {
+  local ns
+  for ns in "${CREATED_NAMESPACES[@]}"; do
+    if [[ "${KEEP_NAMESPACE:-0}" == 1 ]]; then
+      cleanup_note "KEEP_NAMESPACE=1: leaving namespace ${ns} (delete it with: kubectl delete namespace ${ns})"
+    elif kube_t 10 delete namespace "${ns}" --wait=false --ignore-not-found >/dev/null 2>&1; then
+      cleanup_note "deleted namespace ${ns} (in the background: --wait=false)"
+    else
+      cleanup_note "warning: could not delete namespace ${ns}: delete it by hand"
+    fi
+  done
+  CREATED_NAMESPACES=()
+  return 0
+}
+cleanup_add _kube_cleanup
+
+# The app's pods, rollouts and the probe pod.
+# shellcheck source=scripts/lib/kube-pods.sh
+source "${LIB_DIR}/kube-pods.sh"
