@@ -7,7 +7,7 @@
 #
 # Usage: scripts/test.sh [--prepare] [--only STEP[,STEP...]]
 #   --prepare   install what the tests need (as root: apt-get, rustup), then exit
-#   --only      run only these steps: rust, shellcheck, manifests, image, multiarch,
+#   --only      run only these steps: rust, shellcheck, manifests, nudge, image, multiarch,
 #               walkthrough, bench (a quick smoke run of scripts/bench.sh, no timing asserted)
 #
 # Only what the selected steps need is checked: missing prerequisites are installed when
@@ -19,7 +19,7 @@
 set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STEPS=(rust shellcheck manifests image multiarch walkthrough bench)
+STEPS=(rust shellcheck manifests nudge image multiarch walkthrough bench)
 APT_PACKAGES=(podman runc uidmap shellcheck qemu-user-static wrk iproute2)
 RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 
@@ -35,14 +35,15 @@ needs() {
     rust) printf '%s\n' 'prlimit util-linux' ;;
     shellcheck) printf '%s\n' 'shellcheck shellcheck' ;;
     manifests) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
+    nudge) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
     image) printf '%s\n' 'podman podman uidmap' 'runc runc' ;;
     multiarch) printf '%s\n' 'podman podman uidmap' 'runc runc' 'qemu-aarch64-static qemu-user-static' ;;
     walkthrough) ;;
     bench) printf '%s\n' 'python3 python3' 'wrk wrk' 'prlimit util-linux' 'ss iproute2' ;;
   esac
 }
-# needs_cargo STEP — STEP builds Rust code (every step but shellcheck and manifests).
-needs_cargo() { [[ "$1" != shellcheck && "$1" != manifests ]]; }
+# needs_cargo STEP — STEP builds Rust code (every step but shellcheck, manifests and nudge).
+needs_cargo() { [[ "$1" != shellcheck && "$1" != manifests && "$1" != nudge ]]; }
 # targets_of STEP — the Rust targets STEP builds for: the image one for this machine's
 # architecture, multiarch both.
 targets_of() {
@@ -147,6 +148,7 @@ step_shellcheck() {
 }
 
 step_manifests() { bash "$ROOT/tests/manifests.sh"; }
+step_nudge() { bash "$ROOT/tests/nudge.sh"; }
 step_image() { bash "$ROOT/tests/image.sh"; }
 step_multiarch() { bash "$ROOT/tests/multiarch.sh"; }
 step_walkthrough() { bash "$ROOT/tests/walkthrough.sh"; }
