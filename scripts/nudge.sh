@@ -103,7 +103,37 @@ P_MOUNTED=()
 P_USES=()
 P_CANNOT=()
 
-usage() { sed -n '2,/^set -o/{/^set -o/d;s/^# \{0,1\}//;p}' "$0"; }
+# usage — the header comment, up to `set -o`, without its "# ".
+usage() {
+  local line
+  while IFS= read -r line; do
+    [[ "${line}" != "set -o"* ]] || break
+    [[ "${line}" != "#!"* ]] || continue
+    line=${line#\#}
+    printf '%s\n' "${line# }"
+  done <"$0"
+}
+# first_line FILE PREFIX [TEXT] — the first line of FILE that starts with PREFIX (and holds
+# TEXT); status 1 when there is none. Bash, not grep: the script needs nothing but bash,
+# coreutils and kubectl.
+first_line() {
+  local line
+  while IFS= read -r line || [[ -n "${line}" ]]; do
+    if [[ "${line}" == "$2"* && "${line}" == *"${3:-}"* ]]; then
+      printf '%s\n' "${line}"
+      return 0
+    fi
+  done <"$1"
+  return 1
+}
+# has_line FILE LINE — FILE holds LINE, whole.
+has_line() {
+  local line
+  while IFS= read -r line || [[ -n "${line}" ]]; do
+    [[ "${line}" != "$2" ]] || return 0
+  done <"$1"
+  return 1
+}
 error() { printf '%s: error: %s\n' "${PROG}" "$*" >&2; }
 die() {
   local code=$1
@@ -183,9 +213,15 @@ kube() {
 
 # last_error — kubectl's last non-empty line of stderr, or what timeout(1) did.
 last_error() {
-  local line
-  line=$(grep -v '^[[:space:]]*$' "${TMP}/err" | tail -n 1 | cut -c 1-300) || true
-  printf '%s\n' "${line:-no answer within $((REQUEST_TIMEOUT * 4 + 5))s}"
+  local line last=""
+  while IFS= read -r line || [[ -n "${line}" ]]; do
+    [[ "${line}" =~ ^[[:space:]]*$ ]] || last=${line}
+  done <"${TMP}/err"
+  if [[ -n "${last}" ]]; then
+    printf '%s\n' "${last:0:300}"
+  else
+    printf 'no answer within %ss\n' "$((REQUEST_TIMEOUT * 4 + 5))"
+  fi
 }
 
 # refusal VERB WHAT LINE — notes the API's refusal LINE ("Error from server (Reason): ...")
@@ -410,12 +446,12 @@ nudge_pods() {
   local line
   for i in "${!NUDGE_PODS[@]}"; do
     pod=${NUDGE_PODS[i]}
-    if grep -qxF "pod/${pod}" "${TMP}/patched"; then
+    if has_line "${TMP}/patched" "pod/${pod}"; then
       printf 'nudged pod/%s %s=%s (%s)\n' "${pod}" "${KEY}" "${RV}" "${NUDGE_WHY[i]}"
       NUDGED=$((NUDGED + 1))
       continue
     fi
-    line=$(grep -F "pods \"${pod}\"" "${TMP}/err" | head -n 1) || true
+    line=$(first_line "${TMP}/err" "" "pods \"${pod}\"") || true
     if [[ "${line}" == *"(NotFound)"* ]]; then
       printf 'gone pod/%s: deleted since it was listed\n' "${pod}"
       GONE=$((GONE + 1))
@@ -434,7 +470,7 @@ deployment_of() {
     RS_OWNER[${rs}]="?"
     [[ "${RS_REFUSED}" == false ]] || return 0
     if kube get replicasets.apps "${rs}" -n "${NS}" -o 'go-template={{range .metadata.ownerReferences}}{{if .controller}}{{.kind}} {{.name}}{{"\n"}}{{end}}{{end}}' >"${TMP}/rs"; then
-      RS_OWNER[${rs}]=$(grep '^Deployment ' "${TMP}/rs" | head -n 1) || RS_OWNER[${rs}]=""
+      RS_OWNER[${rs}]=$(first_line "${TMP}/rs" "Deployment ") || RS_OWNER[${rs}]=""
     else
       line=$(last_error)
       if [[ "${line}" == *"(NotFound)"* ]]; then

@@ -16,8 +16,8 @@
 #      nudged again; --dry-run patches nothing; the namespace of the context; another
 #      namespace; a long Secret name (a key of at most 63, with a stable hash);
 #   4. refusals, each exit 1 with one line naming the verb and the resource: get secrets,
-#      list pods, get pods, patch pods (all, or one pod), get replicasets; the Secret not
-#      found; a pod deleted between the list and the patch;
+#      list pods, get pods, patch pods (all, one pod, one whose name begins another's), get
+#      replicasets; the Secret not found; a pod deleted between the list and the patch;
 #   5. our own overlays (k8s/rendered/volume-reload, rotate, env-reload, subpath), their
 #      Deployments turned into the pods their ReplicaSets would run.
 #
@@ -205,10 +205,11 @@ summary() {
     "${SECRET_NAME}" "$1" "$2" "$3" "$4" "${5:-shop}" "${6:-${SHOP_RV}}" "${7:-false}"
 }
 # self_contained — no command of scripts/nudge.sh (outside comments) sources a file or
-# runs python or jq.
+# runs what is neither bash, coreutils nor kubectl, yet common in images: python, jq, grep,
+# sed, awk, perl.
 self_contained() {
   ! grep -vE '^[[:space:]]*#' "${NUDGE}" |
-    grep -qE '(^|[;&|({]|then|do|else)[[:space:]]*(source|\.)[[:space:]]|(^|[^-[:alnum:]_])(python3?|jq)([^-[:alnum:]_]|$)'
+    grep -qE '(^|[;&|({]|then|do|else)[[:space:]]*(source|\.)[[:space:]]|(^|[^-[:alnum:]_])(python3?|jq|grep|sed|awk|perl)([^-[:alnum:]_]|$)'
 }
 
 test_static() {
@@ -221,7 +222,7 @@ test_static() {
     all rc_is 0 -- err_empty -- \
     out_has "Usage: scripts/nudge.sh SECRET [-n|--namespace NS] [--context NAME] [--dry-run] [-h|--help]" -- \
     out_starts "  KUBECTL " -- out_has "Exit codes:" -- out_lacks '^set -o'
-  check "scripts/nudge.sh is one file: it sources nothing and runs no python or jq" self_contained
+  check "scripts/nudge.sh is one file: it sources nothing, runs no python, jq, grep, sed, awk" self_contained
   check "scripts/nudge.sh parses (bash -n)" bash -n "${NUDGE}"
   if command -v shellcheck >/dev/null 2>&1; then
     check "shellcheck scripts/nudge.sh tests/nudge.sh" \
@@ -389,6 +390,13 @@ test_refusals() {
     out_starts "cannot-help pod/billing-7f9c8d6b5-q4w8z: env STRIPE_KEY in container billing; cure: re-create the pods of replicaset/billing-7f9c8d6b5 one at a time (its Deployment, if any, could not be read;" -- \
     out_has "cannot-help pod/reports-0: envFrom in container reports; cure: kubectl rollout restart statefulset/reports -n shop" -- \
     last_is "$(summary 7 1 10 4)"
+
+  server_start deny-prefix "${FIXTURES}" --deny patch:pods:app-1
+  nudge app-secret -n prefix --context fake
+  check "pods app-1 and app-10, the patch of app-1 refused: app-10 nudged, app-1 named, never mixed up" \
+    all rc_is 1 -- want_patched "${PREFIX}/app-secret" 70001 app-10 -- \
+    out_count '^nudged pod/app-10 ' 1 -- out_count '^nudged pod/app-1 ' 0 -- \
+    err_is "nudge.sh: error: the API refused to patch pods/app-1 in namespace prefix (Forbidden)"
 
   server_start vanish "${FIXTURES}" --vanish pods:web-6d8f7c9b54-2xkqp
   nudge app-secret -n shop --context fake
