@@ -15,7 +15,7 @@
 # Secret through `env` (secretKeyRef) or `envFrom` (secretRef), or a file mounted with
 # `subPath`, keeps the old value until its pod is replaced, by `kubectl rollout restart`
 # of the pod's Deployment, StatefulSet or DaemonSet (else its direct owner is named).
-# Works on any workload; needs only bash >= 4, coreutils and kubectl (1.15 or later).
+# Works on any workload; needs only bash 4.4 or later, coreutils and kubectl (1.15 or later).
 #
 # Usage: scripts/nudge.sh SECRET [-n|--namespace NS] [--context NAME] [--dry-run] [-h|--help]
 #   SECRET            the Secret's name
