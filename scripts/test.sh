@@ -9,9 +9,10 @@
 # Usage: scripts/test.sh [--prepare] [--only STEP[,STEP...]]
 #   --prepare   install what the tests need (as root: apt-get, rustup), then exit
 #   --only      run only these steps: rust, shellcheck, python (ruff and the unit tests of
-#               bench/), manifests, image, multiarch, walkthrough (the scenario scripts:
-#               tests/timeline.sh, cleanup.sh, walkthrough.sh), bench (a quick smoke run of
-#               scripts/bench.sh, no timing asserted)
+#               bench/), manifests, nudge (scripts/nudge.sh against a fake API server),
+#               image, multiarch, walkthrough (the scenario scripts: tests/timeline.sh,
+#               cleanup.sh, walkthrough.sh), bench (a quick smoke run of scripts/bench.sh,
+#               no timing asserted)
 #
 # Only what the selected steps need is checked: missing prerequisites are installed when
 # running as root; otherwise they are named and the run fails (`--only rust` needs cargo and
@@ -23,7 +24,7 @@
 set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STEPS=(rust shellcheck python manifests image multiarch walkthrough bench)
+STEPS=(rust shellcheck python manifests nudge image multiarch walkthrough bench)
 APT_PACKAGES=(podman runc uidmap shellcheck qemu-user-static wrk iproute2)
 RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 
@@ -40,14 +41,16 @@ needs() {
     shellcheck) printf '%s\n' 'shellcheck shellcheck' ;;
     python) printf '%s\n' 'python3 python3' ;;
     manifests) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
+    nudge) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
     image) printf '%s\n' 'podman podman uidmap' 'runc runc' ;;
     multiarch) printf '%s\n' 'podman podman uidmap' 'runc runc' 'qemu-aarch64-static qemu-user-static' ;;
     walkthrough) printf '%s\n' 'setsid util-linux' 'python3 python3' ;;
     bench) printf '%s\n' 'python3 python3' 'wrk wrk' 'prlimit util-linux' 'ss iproute2' ;;
   esac
 }
-# needs_cargo STEP — STEP builds Rust code (every step but shellcheck, python and manifests).
-needs_cargo() { [[ "$1" != shellcheck && "$1" != python && "$1" != manifests ]]; }
+# needs_cargo STEP — STEP builds Rust code (every step but shellcheck, python, manifests
+# and nudge).
+needs_cargo() { [[ "$1" != shellcheck && "$1" != python && "$1" != manifests && "$1" != nudge ]]; }
 # targets_of STEP — the Rust targets STEP builds for: the image one for this machine's
 # architecture, multiarch both.
 targets_of() {
@@ -162,6 +165,7 @@ run_tests() {
 
 step_python() { run_tests python.sh; }
 step_manifests() { run_tests manifests.sh; }
+step_nudge() { run_tests nudge.sh; }
 step_image() { run_tests engine.sh image.sh; }
 step_multiarch() { run_tests multiarch.sh; }
 step_walkthrough() { run_tests timeline.sh cleanup.sh walkthrough.sh; }

@@ -3,7 +3,9 @@
     check_manifests.py check RENDER_DIR K8S_DIR
         RENDER_DIR holds one `kubectl kustomize` output per overlay (<overlay>.yaml) and
         wrapped-secret-generator.yaml (the secret-generator overlay wrapped by a
-        kustomization that changes the Secret value and overrides the image). Prints one
+        kustomization that changes the Secret value and overrides the image), and for
+        k8s/nudge-rbac nudge-rbac.yaml and wrapped-nudge-rbac.yaml (in namespace shop,
+        through a wrapping kustomization). Prints one
         `PASS <check>` or `FAIL <check>: <why>` line per check; exits 1 if any failed.
 
     check_manifests.py as-1.15 FILE
@@ -532,6 +534,56 @@ def file_checks(report, k8s_dir):
         "" if any(i.get("name") == IMAGE.split(":")[0] for i in images) else f"none in {path}"])
 
 
+# What scripts/nudge.sh asks of the API, and so all its Role may grant (tests/nudge.sh
+# shows the script makes exactly these requests): (API group, resource) -> verbs.
+NUDGE_NAME = "secret-nudge"
+NUDGE_RULES = {("", "secrets"): {"get"}, ("", "pods"): {"get", "list", "patch"},
+               ("apps", "replicasets"): {"get"}}
+
+
+def nudge_rbac_checks(report, render_dir):
+    """The ServiceAccount, Role and RoleBinding of k8s/nudge-rbac, as such and moved."""
+    for name, namespace in (("nudge-rbac", NAMESPACE), ("wrapped-nudge-rbac", "shop")):
+        path = os.path.join(render_dir, f"{name}.yaml")
+        if not os.path.isfile(path):
+            report.check(f"{name}: rendered", ["no rendered output"])
+            continue
+        with open(path, encoding="utf-8") as f:
+            docs = [d for d in yaml.safe_load_all(f) if d]
+        kinds = sorted(d.get("kind") for d in docs)
+        problems = [] if kinds == ["Role", "RoleBinding", "ServiceAccount"] else [f"objects {kinds}"]
+        for doc in docs:
+            meta = doc.get("metadata", {})
+            if meta.get("name") != NUDGE_NAME or meta.get("namespace") != namespace:
+                problems.append(f"{doc.get('kind')} {meta.get('namespace')}/{meta.get('name')}")
+            labels = meta.get("labels") or {}
+            if labels.get("app.kubernetes.io/part-of") != "hello-path-rs":
+                problems.append(f"{doc.get('kind')} lacks app.kubernetes.io/part-of")
+        report.check(f"{name}: ServiceAccount, Role, RoleBinding {NUDGE_NAME} in namespace {namespace}",
+                     problems)
+
+        role = next((d for d in docs if d.get("kind") == "Role"), {})
+        granted, problems = {}, []
+        for rule in role.get("rules") or []:
+            if set(rule) - {"apiGroups", "resources", "verbs"}:
+                problems.append(f"rule with {sorted(set(rule) - {'apiGroups', 'resources', 'verbs'})}")
+            for group in rule.get("apiGroups") or []:
+                for resource in rule.get("resources") or []:
+                    granted.setdefault((group, resource), set()).update(rule.get("verbs") or [])
+        if granted != NUDGE_RULES:
+            problems.append(f"grants {sorted((g, r, sorted(v)) for (g, r), v in granted.items())}")
+        report.check(f"{name}: the Role grants exactly get secrets, get/list/patch pods, "
+                     "get replicasets.apps", problems)
+
+        binding = next((d for d in docs if d.get("kind") == "RoleBinding"), {})
+        want_subject = [{"kind": "ServiceAccount", "name": NUDGE_NAME, "namespace": namespace}]
+        ref = binding.get("roleRef") or {}
+        report.check(f"{name}: the RoleBinding binds that Role to that ServiceAccount, in {namespace}", [
+            "" if (ref.get("kind"), ref.get("name")) == ("Role", NUDGE_NAME) else f"roleRef {ref}",
+            "" if binding.get("subjects") == want_subject else f"subjects {binding.get('subjects')}",
+        ])
+
+
 def check(render_dir, k8s_dir):
     report = Report()
     file_checks(report, k8s_dir)
@@ -550,6 +602,7 @@ def check(render_dir, k8s_dir):
     report.check("images: override from a wrapping kustomization reaches the container", [
         "" if wrapped and wrapped.container.get("image") == "example.invalid/hello-path-rs:override"
         else "image not overridden"])
+    nudge_rbac_checks(report, render_dir)
     return 1 if report.failed else 0
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Manifest test: renders every kustomize overlay under k8s/overlays, validates each
+# Manifest test: renders every kustomize overlay under k8s/overlays (and k8s/nudge-rbac,
+# the Role of scripts/nudge.sh), validates each
 # rendered object strictly against the Kubernetes 1.30 schema and, with the fields newer
 # than 1.15 that the manifests use on purpose removed (seccompProfile), against the 1.15
 # schema, then asserts what each scenario needs (tests/check_manifests.py).
@@ -113,7 +114,7 @@ main() {
   failed=0
 
   local dir overlay out
-  for dir in "${K8S_DIR}"/overlays/*/; do
+  for dir in "${K8S_DIR}"/overlays/*/ "${K8S_DIR}"/nudge-rbac/; do
     overlay=$(basename -- "${dir}")
     out="${tmp}/${overlay}.yaml"
     if "${kubectl[@]}" kustomize "${dir}" >"${out}" 2>"${tmp}/err"; then
@@ -164,6 +165,12 @@ EOF
     sed 's/^/    /' "${tmp}/err"
     rm -f -- "${tmp}/wrapped-secret-generator.yaml"
   fi
+
+  # The nudge's Role, wrapped into another namespace as a user would.
+  mkdir -p "${tmp}/wrap-rbac"
+  printf '%s\n' "namespace: shop" "resources:" "  - ../tree/nudge-rbac" >"${tmp}/wrap-rbac/kustomization.yaml"
+  "${kubectl[@]}" kustomize "${tmp}/wrap-rbac" >"${tmp}/wrapped-nudge-rbac.yaml" 2>"${tmp}/err" ||
+    { sed 's/^/    /' "${tmp}/err"; rm -f -- "${tmp}/wrapped-nudge-rbac.yaml"; }
 
   local checks status=0
   checks=$("${VENV}/bin/python" tests/check_manifests.py check "${tmp}" "${K8S_DIR}" 2>&1) || status=$?
