@@ -187,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "fake-apiserver"
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+    def log_message(self, format, *args):
         pass  # the request log is our own (Server.record)
 
     def send_json(self, code, body):
