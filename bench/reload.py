@@ -106,8 +106,9 @@ def cmd_reload(mode, runs, pid, port, d, logfile):
     values = ["5678", "4321"]
     with open(logfile, "rb") as log:
         for i in range(int(runs)):
-            # A random phase against the watch interval (1 s) or the loop's tick (100 ms).
-            time.sleep(random.uniform(0.0, 1.0 if mode == "watch" else 0.25))
+            # A random pause between swaps, so that no run falls in step with anything the
+            # server might do periodically (it should do nothing: the loop has no tick).
+            time.sleep(random.uniform(0.05, 0.3))
             ms = one_reload(mode, client, pid, d, log, values[i % 2], gen)
             if ms is None:
                 return 1

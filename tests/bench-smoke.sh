@@ -120,8 +120,11 @@ main() {
   for row in "binary size" "start → first 200 OK" "idle RSS" "idle CPU per 10 s" \
     "requests/s, 100 conns, logging on" "p99 latency, 100 conns, logging off" \
     "RSS, 1000 idle keep-alive conns" "threads after they close" \
-    "reload: kubelet swap → visible" "reload: swap + SIGHUP → visible" \
-    "reload: swap + POST /-/reload → visible" "fd exhaustion" \
+    "idle wake-ups per second" "idle wake-ups per second, --reload --mysecret-file" \
+    "reload: kubelet swap → in use (file watch)" \
+    "reload: kubelet swap → in use, --watch-interval 1h (the watch alone)" \
+    "reload: swap + SIGHUP → in use (--watch=false)" \
+    "reload: swap + POST /-/reload → in use (--watch=false)" "fd exhaustion" \
     "context switches per request, 100 conns, logging on"; do
     check "the table has a row: ${row}" has_row "${row}"
   done

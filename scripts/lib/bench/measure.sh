@@ -33,12 +33,33 @@ measure_idle_and_keepalive() {
     pids+=("${LAST_PID}") ports+=("${port}") names+=("${side}")
   done
   ((${#pids[@]} > 0)) || return 0
-  log "idle RSS and CPU over ${IDLE_SECONDS} s (${names[*]})"
+  # Ours also while following a Secret volume (--reload --mysecret-file, the file watch and
+  # its safety re-read at their defaults): idle must stay idle there too.
+  local vol="${WORK}/secret-idle" reload_pid=""
+  if py secret-init "${vol}" mysecret "${SECRET}"; then
+    port=$(free_port)
+    spawn_raw idle-rs-reload "${OUR_CMD[@]}" --reload --mysecret-file "${vol}/mysecret" \
+      --listen-addr "127.0.0.1:${port}"
+    if py wait-200 "${port}" 10 "${LAST_PID}"; then
+      reload_pid=${LAST_PID}
+    else
+      fail "idle server (rs, --reload --mysecret-file)"
+      stop "${LAST_PID}"
+    fi
+  else
+    fail "secret dir (idle)"
+  fi
+  log "idle RSS and CPU over ${IDLE_SECONDS} s (${names[*]}${reload_pid:+, rs --reload})"
   record_cmd "python3 -m bench idle ${IDLE_SECONDS} PID...   # VmRSS; CPU and wake-ups from /proc/PID/task/*/{schedstat,status}"
   local i=0 pid rss cpu wakeups thr
-  if py idle "${IDLE_SECONDS}" "${pids[@]}" >"${WORK}/idle.txt"; then
+  if py idle "${IDLE_SECONDS}" "${pids[@]}" ${reload_pid:+"${reload_pid}"} >"${WORK}/idle.txt"; then
     # PID RSS_KIB CPU_MS_PER_10S WAKEUPS_PER_S THREADS, one line per server
     while read -r pid rss cpu wakeups thr; do
+      if [[ "${pid}" == "${reload_pid}" ]]; then
+        sample idle_reload_rss rs "${rss}"
+        sample idle_reload_wakeups rs "${wakeups}"
+        continue
+      fi
       sample idle_rss "${names[i]}" "${rss}"
       sample idle_cpu "${names[i]}" "${cpu}"
       sample idle_wakeups "${names[i]}" "${wakeups}"
@@ -48,6 +69,7 @@ measure_idle_and_keepalive() {
   else
     fail "idle measurement"
   fi
+  if [[ -n "${reload_pid}" ]]; then stop "${reload_pid}"; fi
   for ((i = 0; i < ${#pids[@]}; i++)); do
     log "idle keep-alive connections, 100 then 1000, then closed (${names[i]})"
     record_cmd "python3 -m bench keepalive PID PORT   # 100 then 1000 conns, one GET each, held; closed; then 2 bursts of 100"
@@ -156,14 +178,24 @@ measure_wrk() {
   return 0
 }
 
+# Reload latency, one server per way of noticing a swap:
+#   watch     the file watch, safety re-read at its default (1 min)
+#   watch-1h  the same with --watch-interval 1h: only the watch can explain a fast reload
+#   sighup    SIGHUP, with the watch off (--watch=false, safety re-read an hour away), so
+#             that what is timed is the signal, not the watch beating it to the swap
+#   post      POST /-/reload, the watch off the same way
 measure_reload() {
   local dir port mode
-  for mode in watch sighup post; do
+  for mode in watch watch-1h sighup post; do
     dir="${WORK}/secret-${mode}"
     py secret-init "${dir}" mysecret "${SECRET}" || { fail "secret dir"; return 0; }
     port=$(free_port)
     local -a extra=(--reload --mysecret-file "${dir}/mysecret" --expected-secret "4321,5678")
-    [[ "${mode}" == watch ]] || extra+=(--watch-interval 1h)
+    case "${mode}" in
+      watch) ;;
+      watch-1h) extra+=(--watch-interval 1h) ;;
+      *) extra+=(--watch=false --watch-interval 1h) ;;
+    esac
     local -a cmd=("${OUR_CMD[@]}" "${extra[@]}" --listen-addr "127.0.0.1:${port}")
     spawn_raw "reload-${mode}" "${cmd[@]}"
     local pid=${LAST_PID}
@@ -173,12 +205,12 @@ measure_reload() {
       continue
     fi
     log "reload latency (${mode}), ${RELOAD_RUNS} runs"
-    record_cmd "python3 -m bench reload ${mode} ${RELOAD_RUNS} PID PORT DIR LOG   # kubelet-style swap of ..data; wait for the log line (watch, sighup), then GET /mysecret"
-    py reload "${mode}" "${RELOAD_RUNS}" "${pid}" "${port}" "${dir}" "${WORK}/reload-${mode}.log" >"${WORK}/reload-${mode}.txt" ||
+    record_cmd "python3 -m bench reload ${mode%-1h} ${RELOAD_RUNS} PID PORT DIR LOG   # kubelet-style swap of ..data; wait for the log line (watch, sighup), then GET /mysecret"
+    py reload "${mode%-1h}" "${RELOAD_RUNS}" "${pid}" "${port}" "${dir}" "${WORK}/reload-${mode}.log" >"${WORK}/reload-${mode}.txt" ||
       fail "reload (${mode})"
     local v
     while read -r v; do
-      sample "reload_${mode}" rs "${v}"
+      sample "reload_${mode//-/_}" rs "${v}"
     done <"${WORK}/reload-${mode}.txt"
     stop "${pid}"
   done
