@@ -43,18 +43,7 @@ fn serve_volume(v: &SecretVolume, extra: &[&str]) -> (Proc, std::net::SocketAddr
 fn startup_waits_for_a_valid_secret_then_serves_without_restarting() {
     let mut v = SecretVolume::new("mysecret", "1234");
     let path = v.path();
-    let mut p = Proc::spawn(
-        &[
-            "--listen-addr",
-            "127.0.0.1:0",
-            "--reload",
-            "--mysecret-file",
-            &path,
-            "--retry-interval",
-            "200ms",
-        ],
-        &[],
-    );
+    let mut p = Proc::waiting(&path, &["--retry-interval", "200ms"]);
     p.wait_log("RELOAD: Connection to remote service: nok. Checking every 0.2 seconds.");
     p.wait_log("RELOAD(3): Connection to remote service: nok.");
     let pid = p.pid();
@@ -94,18 +83,7 @@ fn startup_waits_for_a_secret_file_that_does_not_exist_yet() {
     let dir = TempDir::new("late");
     let path = dir.0.join("mysecret");
     let p_str = path.to_string_lossy().into_owned();
-    let mut p = Proc::spawn(
-        &[
-            "--listen-addr",
-            "127.0.0.1:0",
-            "--reload",
-            "--mysecret-file",
-            &p_str,
-            "--retry-interval",
-            "100ms",
-        ],
-        &[],
-    );
+    let mut p = Proc::waiting(&p_str, &["--retry-interval", "100ms"]);
     p.wait_log("RELOAD(2): Connection to remote service: nok (cannot read");
     std::fs::write(&path, "4321").unwrap();
     let addr = p.wait_addr();

@@ -71,6 +71,23 @@ impl Proc {
         (p, addr)
     }
 
+    /// Starts a `--reload` server on `file` that waits for its credential, its retries an
+    /// hour apart unless `extra` says otherwise (the last option wins): whatever it does
+    /// within a test's wait, a retry cannot explain.
+    pub fn waiting(file: &str, extra: &[&str]) -> Proc {
+        let mut all = vec![
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--reload",
+            "--mysecret-file",
+            file,
+            "--retry-interval",
+            "1h",
+        ];
+        all.extend_from_slice(extra);
+        Proc::spawn(&all, &[])
+    }
+
     /// Waits for `Web service accessible at ADDR` and returns ADDR.
     pub fn wait_addr(&mut self) -> SocketAddr {
         let line = self.wait_log("Web service accessible at ");

@@ -133,18 +133,7 @@ fn with_nothing_to_watch_the_safety_re_read_finds_the_directory_again() {
 fn the_startup_wait_is_ready_on_a_swap_before_its_next_retry() {
     let mut v = SecretVolume::new("mysecret", "1234");
     let path = v.path();
-    let mut p = Proc::spawn(
-        &[
-            "--listen-addr",
-            "127.0.0.1:0",
-            "--reload",
-            "--mysecret-file",
-            &path,
-            "--retry-interval",
-            "1h",
-        ],
-        &[],
-    );
+    let mut p = Proc::waiting(&path, &[]);
     p.wait_log("Checking every 3600 seconds.");
     p.wait_log("watching ");
     v.update("4321");
@@ -165,18 +154,7 @@ fn the_startup_wait_is_ready_on_a_swap_before_its_next_retry() {
 fn the_startup_wait_ignores_events_that_change_nothing() {
     let mut v = SecretVolume::new("mysecret", "1234");
     let path = v.path();
-    let mut p = Proc::spawn(
-        &[
-            "--listen-addr",
-            "127.0.0.1:0",
-            "--reload",
-            "--mysecret-file",
-            &path,
-            "--retry-interval",
-            "1h",
-        ],
-        &[],
-    );
+    let mut p = Proc::waiting(&path, &[]);
     p.wait_log("watching ");
     fs::write(v.dir.0.join("unrelated"), "x").unwrap();
     v.update("1234"); // the same wrong value, freshly swapped in
@@ -247,18 +225,7 @@ fn the_startup_wait_sees_its_file_removed() {
     let file = dir.0.join("mysecret");
     fs::write(&file, "1234").unwrap();
     let f = file.to_string_lossy().into_owned();
-    let mut p = Proc::spawn(
-        &[
-            "--listen-addr",
-            "127.0.0.1:0",
-            "--reload",
-            "--mysecret-file",
-            &f,
-            "--retry-interval",
-            "1h",
-        ],
-        &[],
-    );
+    let mut p = Proc::waiting(&f, &[]);
     p.wait_log("watching ");
     fs::remove_file(&file).unwrap();
     p.wait_log("RELOAD(1): Connection to remote service: nok (cannot read");
