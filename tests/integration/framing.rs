@@ -277,28 +277,6 @@ fn connection_headers_say_what_happens_next() {
     assert!(rest.is_empty(), "{rest:?}");
 }
 
-/// Reads one answer (head and Content-Length body) from a kept-open connection.
-fn read_one(s: &mut TcpStream) -> Answer {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        let n = s
-            .read(&mut byte)
-            .unwrap_or_else(|e| panic!("no answer: {e}; so far {buf:?}"));
-        assert!(n == 1, "closed after {:?}", String::from_utf8_lossy(&buf));
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let a = parse_answer(&head).unwrap();
-    let len: usize = a.header("Content-Length").map_or(0, |v| v.parse().unwrap());
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    Answer {
-        body: String::from_utf8_lossy(&body).into_owned(),
-        ..a
-    }
-}
-
 /// RFC 9110 §10.1.1: an HTTP/1.0 request's `Expect: 100-continue` is ignored (no 100).
 #[test]
 fn an_http10_expectation_is_ignored() {

@@ -263,27 +263,6 @@ fn pipelined_and_fragmented_requests_are_answered_in_order() {
     assert!(answers[2].ends_with("\r\n\r\nhello from /p3\n"), "{text:?}");
 }
 
-/// Reads one answer (head and a Content-Length body) from a kept-open connection.
-fn read_answer(s: &mut std::net::TcpStream) -> String {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        let n = s
-            .read(&mut byte)
-            .unwrap_or_else(|e| panic!("no answer: {e}; so far {buf:?}"));
-        assert!(n == 1, "closed after {:?}", String::from_utf8_lossy(&buf));
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let len: usize = parse_answer(&head)
-        .and_then(|a| a.header("Content-Length").map(|v| v.parse().unwrap()))
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    head + &String::from_utf8_lossy(&body)
-}
-
 /// tiny_http patch 6: a body is read on the connection's thread, bounded; the single request
 /// loop never waits for a client's bytes.
 #[test]
@@ -311,7 +290,7 @@ fn request_bodies_never_block_or_stop_the_loop() {
     std::io::Read::read_exact(&mut cont, &mut interim).unwrap();
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
     cont.write_all(b"hello").unwrap();
-    assert!(read_answer(&mut cont).ends_with("hello from /c\n"));
+    assert!(read_one_raw(&mut cont).ends_with("hello from /c\n"));
     // bodies too large for the limit (64 KiB), or for any memory: 413, the server goes on
     for len in ["70000", "18446744073709551615"] {
         let a = raw(
@@ -362,7 +341,7 @@ fn request_bodies_never_block_or_stop_the_loop() {
         chunked.write_all(piece).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(read_answer(&mut chunked).ends_with("hello from /pieces\n"));
+    assert!(read_one_raw(&mut chunked).ends_with("hello from /pieces\n"));
     drop(short);
     assert!(p.is_running());
 }

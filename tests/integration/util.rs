@@ -273,6 +273,32 @@ pub fn parse_answer(text: &str) -> Option<Answer> {
     })
 }
 
+/// Reads one answer (head and Content-Length body) from a kept-open connection, as sent.
+pub fn read_one_raw(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s
+            .read(&mut byte)
+            .unwrap_or_else(|e| panic!("no answer: {e}; so far {buf:?}"));
+        assert!(n == 1, "closed after {:?}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len: usize = parse_answer(&head)
+        .and_then(|a| a.header("Content-Length").map(|v| v.parse().unwrap()))
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// Reads one answer from a kept-open connection.
+pub fn read_one(s: &mut TcpStream) -> Answer {
+    let raw = read_one_raw(s);
+    parse_answer(&raw).unwrap_or_else(|| panic!("not an answer: {raw:?}"))
+}
+
 /// Every answer in `text`, one after the other, each framed by its Content-Length; `None`
 /// when anything is left that is not a whole answer.
 pub fn parse_answers(text: &str) -> Option<Vec<Answer>> {
