@@ -17,7 +17,10 @@
 #                    writes a new timestamped directory, renames a ..data_tmp symlink over
 #                    ..data and removes the old directory). The subPath control reads a hard
 #                    link of the file resolved at start — the same inode a bind mount keeps.
-#                    Settings: --retry-interval 500ms --watch-interval 250ms.
+#                    The process follows the file with its watch (inotify), which also
+#                    wakes its start-up wait: it serves milliseconds after the update.
+#                    --retry-interval 500ms, so that the controls re-check often while
+#                    they are watched; no --watch-interval (its 1m default is a safety net).
 #   --kube           k8s/overlays/volume-reload, env-reload and subpath, each in its own
 #                    namespace, the Secrets patched together; the kubelet delivers the change
 #                    on its next sync (often 30-90 s), the wait prints its progress.
@@ -34,7 +37,7 @@
 # its verdict covers the controls too). Format: scripts/lib/probe.sh.
 # Exit status: 0 every outcome as expected, 1 otherwise, 2 bad arguments or no cluster.
 #
-# Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [250ms], RETRY_INTERVAL [500ms],
+# Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [unset], RETRY_INTERVAL [500ms],
 # CONTROL_SECONDS [3 locally, 30 with --kube: how long the controls are watched after the
 # volume case served]; KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT, SECRET_TIMEOUT,
 # KEEP_NAMESPACE (--kube) — see scripts/lib/local.sh and kube.sh for the others.
@@ -94,7 +97,7 @@ run_local() {
   local vol="${WORK_DIR}/secret-volume" sub="${WORK_DIR}/subpath"
   secret_dir_init "${vol}" mysecret 1234
   log "Secret volume ${vol}: mysecret -> ..data/mysecret, ..data -> $(readlink "${vol}/..data") (1234: wrong)"
-  local -a common=(--reload --retry-interval "${RETRY_INTERVAL}" --watch-interval "${WATCH_INTERVAL}")
+  local -a common=(--reload --retry-interval "${RETRY_INTERVAL}" "${WATCH_ARGS[@]}")
 
   local p_vol p_env p_sub
   p_vol=$(free_port)
@@ -308,7 +311,7 @@ run_kube() {
   seconds=$(fmt_secs $((t_ready - t_fix)))
   uids=$(kube_uids)
   restarts=$(kube_restarts "${base_vol}")
-  note="waited (RELOAD, not Ready), Ready ${seconds}s after the fix (the kubelet's sync, then --retry-interval), same pods: no restart"
+  note="waited (RELOAD, not Ready), Ready ${seconds}s after the fix (the kubelet's sync; the file watch then wakes the start-up wait), same pods: no restart"
   if [[ "${ready}" != true ]]; then
     verdict=unexpected
     seconds=never

@@ -11,7 +11,8 @@
 #      last good credential stays in use and the service stays up.
 #
 #   local (default)  the binary on 127.0.0.1 following a directory updated exactly as the
-#                    kubelet's AtomicWriter updates a Secret volume; --watch-interval 250ms
+#                    kubelet's AtomicWriter updates a Secret volume, which it follows with
+#                    its file watch (inotify; no --watch-interval: the 1m default)
 #   --kube           k8s/overlays/rotate in its own namespace (2 replicas), the Secret changed
 #                    with `kubectl patch secret`; the kubelet delivers each change on its next
 #                    sync (often 30-90 s). Each pod is asked through the API server's pod
@@ -25,7 +26,7 @@
 # Ends with one line: RESULT scenario=rotate mode=... (format: scripts/lib/probe.sh).
 # Exit status: 0 outcome as expected, 1 otherwise, 2 bad arguments or no cluster (--kube).
 #
-# Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [250ms], RETRY_INTERVAL [500ms]
+# Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [unset], RETRY_INTERVAL [500ms]
 # (local); KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT, SECRET_TIMEOUT, KEEP_NAMESPACE (--kube)
 # — see scripts/lib/local.sh and kube.sh for their defaults.
 set -o errexit -o nounset -o pipefail
@@ -49,7 +50,7 @@ run_local() {
   secret_dir_init "${vol}" mysecret 4321
   port=$(free_port)
   app_start rotate "${port}" -- --reload --mysecret-file "${vol}/mysecret" \
-    --expected-secret 4321,5678 --watch-interval "${WATCH_INTERVAL}" --retry-interval "${RETRY_INTERVAL}"
+    --expected-secret 4321,5678 "${WATCH_ARGS[@]}" --retry-interval "${RETRY_INTERVAL}"
   local pid=${APP_PID} logf=${APP_LOG}
   app_wait_ready "${pid}" "${logf}" 10 || die "PID ${pid} did not start with the good credential"
   probe_start_local rotate "${port}"
