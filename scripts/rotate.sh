@@ -10,9 +10,9 @@
 #      (`secret rejected: ...`, /metrics hello_path_secret_last_reload_successful 0), the
 #      last good credential stays in use and the service stays up.
 #
-#   local (default)  the binary on 127.0.0.1 following a directory updated exactly as the
-#                    kubelet's AtomicWriter updates a Secret volume, which it follows with
-#                    its file watch (inotify; no --watch-interval: the 1m default)
+#   local (default)  the binary on 127.0.0.1 reading a directory updated exactly as the
+#                    kubelet's AtomicWriter updates a Secret volume, followed with its file
+#                    watch (inotify; no --watch-interval: the 1m default is a safety net)
 #   --kube           k8s/overlays/rotate in its own namespace (2 replicas), the Secret changed
 #                    with `kubectl patch secret`; the kubelet delivers each change on its next
 #                    sync (often 30-90 s). Each pod is asked through the API server's pod
