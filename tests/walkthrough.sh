@@ -7,7 +7,7 @@
 #      a command that fails, at a missing command, and (when kubectl is installed) with a
 #      kubeconfig whose server is https://127.0.0.1:1;
 #   3. wait_for (scripts/lib/wait.sh) says what it waits for every 5 s even when one round of its
-#      command takes longer than that;
+#      command takes longer than that, and 2000 waits whose command holds at once all return;
 #   4. the LOCAL walkthrough end to end (scripts/walkthrough.sh, which builds the binary if
 #      needed): reload and rotate with 0 failed requests and 0 restarts on the same PID,
 #      redeploy and restart with a measured outage and 2 processes started anew, the
@@ -151,6 +151,19 @@ test_wait_progress() {
   check "wait_for: gives up after its timeout (exit ${rc} after ${elapsed}s), no other progress line" \
     test "${rc}" -eq 1 -a "${elapsed}" -ge 11 -a "${elapsed}" -le 20 -a \
     -z "$(grep -F 'still waiting' "${out}" | grep -vE ': (5|10)s elapsed$')"
+
+  # A wait whose command holds at once stops its ticker as soon as it started it. With the
+  # scenario's traps set (setup_workdir), a SIGTERM could get lost there and that wait_for
+  # never return (it hung within 30 to 1500 rounds). 2000 of them must all return.
+  rc=0
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  TMPDIR=${WORK} timeout 120 bash -c 'set -o errexit -o nounset -o pipefail
+    source "$1/scripts/lib/common.sh"
+    setup_workdir
+    for ((i = 0; i < 2000; i++)); do wait_for "nothing" 5 0.1 true; done
+    echo "2000 returned"' _ "${ROOT}" >"${out}" 2>&1 || rc=$?
+  check "wait_for: 2000 waits whose command holds at once all return, each stopping its ticker (exit ${rc})" \
+    test "${rc}" -eq 0 -a "$(tail -n 1 "${out}")" = "2000 returned"
 }
 
 test_local_walkthrough() {

@@ -117,9 +117,14 @@ _ticker_start() {
   ) </dev/null &
   WAIT_TICKER=$!
 }
+# _ticker_stop — ends the ticker with SIGKILL, not SIGTERM: a TERM that reaches it before it
+#   has reset the traps it inherited is caught for the script's trap, which the ticker then
+#   removes, and is lost: the ticker went on and the `wait` below never returned (a wait_for
+#   whose command held at once, once in a few thousand). The ticker has nothing to clean up,
+#   and its PID cannot be another process's until it is reaped here.
 _ticker_stop() {
   [[ -n "${WAIT_TICKER}" ]] || return 0
-  kill -TERM "${WAIT_TICKER}" 2>/dev/null || true
+  kill -KILL "${WAIT_TICKER}" 2>/dev/null || true
   wait "${WAIT_TICKER}" 2>/dev/null || true
   WAIT_TICKER=""
 }
