@@ -17,27 +17,46 @@
 #                    writes a new timestamped directory, renames a ..data_tmp symlink over
 #                    ..data and removes the old directory). The subPath control reads a hard
 #                    link of the file resolved at start — the same inode a bind mount keeps.
-#                    Settings: --retry-interval 500ms --watch-interval 250ms.
+#                    The process follows the file with its watch (inotify), which also
+#                    wakes its start-up wait: it serves milliseconds after the update.
+#                    --retry-interval 500ms, so that the controls re-check often while
+#                    they are watched; no --watch-interval (its 1m default is a safety net).
 #   --kube           k8s/overlays/volume-reload, env-reload and subpath, each in its own
 #                    namespace, the Secrets patched together; the kubelet delivers the change
-#                    on its next sync (often 30-90 s), the wait prints its progress.
+#                    on its next sync (often 30-90 s), the wait prints its progress. "Ready"
+#                    is the pods' Ready condition (readiness probe every 1 s; the
+#                    Deployment's minReadySeconds delays only its availability, not that).
+#   --kube --nudge   the same, nudged: each Secret patched, then scripts/nudge.sh run on it
+#                    (same KUBECTL, --context, the scenario's namespace), which annotates the
+#                    running pods that mount it as a volume, so that the kubelet rewrites
+#                    their copy now. Rows reload-nudge, reload-env-nudge, reload-subpath-nudge.
+#                    The controls are patched and nudged first, the volume case last, so that
+#                    nothing else runs between its patch and its wait; its seconds are
+#                    counted from its `kubectl patch`, the nudge included. Its wait polls
+#                    every 0.2 s, for at most NUDGE_TIMEOUT. nudge.sh must nudge the volume
+#                    case's pods and report the controls' pods as consumers it cannot help
+#                    (env, subPath): they must still never see the new value.
 # Reported per row: failed requests once the service had answered (expected 0), seconds from
 # the fix until it serves (controls: never), restarts (expected 0, same PID / pod).
 #
 # Usage:
-#   scripts/reload.sh [--kube [--context NAME]] [--no-controls] [-h|--help]
+#   scripts/reload.sh [--kube [--context NAME] [--nudge]] [--no-controls] [-h|--help]
 #
+#   --nudge          (with --kube) the nudged delivery; locally there is nothing to nudge
+#                    (the kubelet-style update is written at once): a usage error
 #   --no-controls    run the volume case only
 #
 # Prints one CONTROL line per negative control (CONTROL scenario=reload-env ..., then
-# reload-subpath), and ends with the scenario's one RESULT line (RESULT scenario=reload ...;
-# its verdict covers the controls too). Format: scripts/lib/probe.sh.
+# reload-subpath; with --nudge reload-env-nudge, reload-subpath-nudge), and ends with the
+# scenario's one RESULT line (RESULT scenario=reload ..., or reload-nudge; its verdict
+# covers the controls too). Format: scripts/lib/probe.sh.
 # Exit status: 0 every outcome as expected, 1 otherwise, 2 bad arguments or no cluster.
 #
-# Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [250ms], RETRY_INTERVAL [500ms],
+# Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [unset], RETRY_INTERVAL [500ms],
 # CONTROL_SECONDS [3 locally, 30 with --kube: how long the controls are watched after the
 # volume case served]; KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT, SECRET_TIMEOUT,
-# KEEP_NAMESPACE (--kube) — see scripts/lib/local.sh and kube.sh for the others.
+# NUDGE_TIMEOUT, KEEP_NAMESPACE (--kube) — see scripts/lib/local.sh and kube.sh for the
+# others.
 set -o errexit -o nounset -o pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
@@ -50,6 +69,7 @@ source "${LIB_DIR}/kube.sh" # the same on a cluster: kubectl, namespaces, pods, 
 source "${LIB_DIR}/probe.sh" # what the probe measured, and the RESULT line
 
 CONTROLS=true
+NUDGE=false
 
 extra_arg() {
   case "$1" in
@@ -57,8 +77,17 @@ extra_arg() {
       CONTROLS=false
       EXTRA_SHIFT=1
       ;;
+    --nudge)
+      NUDGE=true
+      EXTRA_SHIFT=1
+      ;;
     *) return 1 ;;
   esac
+}
+check_args() {
+  if [[ "${NUDGE}" == true && "${MODE}" != kube ]]; then
+    usage_error "--nudge needs --kube: locally the kubelet-style update is written at once"
+  fi
 }
 
 _logged() { grep -qF "$2" "$1"; }
@@ -94,7 +123,7 @@ run_local() {
   local vol="${WORK_DIR}/secret-volume" sub="${WORK_DIR}/subpath"
   secret_dir_init "${vol}" mysecret 1234
   log "Secret volume ${vol}: mysecret -> ..data/mysecret, ..data -> $(readlink "${vol}/..data") (1234: wrong)"
-  local -a common=(--reload --retry-interval "${RETRY_INTERVAL}" --watch-interval "${WATCH_INTERVAL}")
+  local -a common=(--reload --retry-interval "${RETRY_INTERVAL}" "${WATCH_ARGS[@]}")
 
   local p_vol p_env p_sub
   p_vol=$(free_port)
@@ -215,41 +244,64 @@ _kube_controls_ready() {
   return 1
 }
 
-# kube_control_result ROW NS PROBE_T0 BASE_UIDS T_FIX WHAT
+# kube_control_result ROW NS PROBE_T0 BASE_UIDS T_FIX WHAT [NUDGED CANNOT_HELP WHY]
+#   A control is right when it never became Ready, its pods are the same and never
+#   restarted; nudged (NUDGED not empty: what scripts/nudge.sh reported), when nudge.sh
+#   annotated none of its pods and named every one as a consumer it cannot help.
 kube_control_result() {
-  local row=$1 base=$4 tfix=$5 what=$6
+  local row=$1 base=$4 tfix=$5 what=$6 nudged=${7:-} helpless=${8:-} why=${9:-}
   NS=$2
-  local failed total served timeline restarts uids pod last verdict=ok note
+  local failed total served timeline restarts uids pod last replicas verdict=ok note nudge_note=""
   PROBE_POD="probe-${row}"
   kube_probe_collect "${WORK_DIR}/probe-${row}.out"
   read -r failed total served < <(probe_counts "${WORK_DIR}/probe-${row}.out")
   timeline=$(probe_timeline "${WORK_DIR}/probe-${row}.out" "$3" "${tfix}")
   uids=$(kube_uids)
   restarts=$(kube_restarts "${base}")
+  replicas=$(kube_replicas)
   pod=$(kube_snapshot | awk 'NF { print $1; exit }')
   last=$(kube -n "${NS}" logs "${pod}" 2>/dev/null | grep -o 'RELOAD([0-9]*)' | tail -n 1 || true)
-  note="${what}: still waiting (${last:-?} nok), same pods, never Ready: only a restart helps"
+  [[ -z "${nudged}" ]] || nudge_note="nudge.sh cannot help it (${helpless} of ${replicas} pods: ${why}), "
+  note="${what}: ${nudge_note}still waiting (${last:-?} nok), same pods, never Ready: only a restart helps"
   if [[ "${served}" != 0 ]] || kube_any_ready; then
     verdict=unexpected
     note="${what}: it became Ready, but it cannot have seen the new value"
   elif [[ "${uids}" != "${base}" || "${restarts}" != 0 ]]; then
     verdict=unexpected
     note="${what}: pods were replaced or restarted"
+  elif [[ -n "${nudged}" && ("${nudged}" != 0 || "${helpless}" != "${replicas}") ]]; then
+    verdict=unexpected
+    note="${what}: nudge.sh nudged ${nudged} and reported ${helpless} of ${replicas} pods as consumers it cannot help (expected 0 and ${replicas})"
   fi
   control_row "${row}" "${failed}" "${total}" never "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
+# _kube_fix_nudged VALUE — the nudged change of NS's Secret: kubectl patch, then
+#   scripts/nudge.sh (kube_nudge sets NUDGED, CANNOT_HELP, CANNOT_HELP_WHY); sets T_FIX (ms,
+#   just before the patch) and T_NUDGED (once nudge.sh is done).
+_kube_fix_nudged() {
+  T_FIX=$(now_ms)
+  kube_secret_set "$1"
+  kube_nudge
+  T_NUDGED=$(now_ms)
+}
+
 run_kube() {
   local control_seconds=${CONTROL_SECONDS:-30}
+  local sfx="" poll=1 timeout=${SECRET_TIMEOUT}
+  if [[ "${NUDGE}" == true ]]; then
+    sfx=-nudge poll=${NUDGE_POLL} timeout=${NUDGE_TIMEOUT}
+  fi
+  local row="reload${sfx}" row_env="reload-env${sfx}" row_sub="reload-subpath${sfx}"
   local ns_vol ns_env="" ns_sub="" replicas base_vol base_env="" base_sub=""
-  kube_deploy volume-reload 1234 reload
+  kube_deploy volume-reload 1234 "${row}"
   ns_vol=${NS}
   replicas=$(kube_replicas)
   if [[ "${CONTROLS}" == true ]]; then
-    kube_deploy env-reload 1234 reload-env
+    kube_deploy env-reload 1234 "${row_env}"
     ns_env=${NS}
-    kube_deploy subpath 1234 reload-subpath
+    kube_deploy subpath 1234 "${row_sub}"
     ns_sub=${NS}
   fi
   local ns
@@ -260,46 +312,66 @@ run_kube() {
   done
   NS=${ns_vol}
   base_vol=$(kube_uids)
-  kube_probe_start reload
+  kube_probe_start "${row}"
   local t0_vol=${PROBE_T0} t0_env="" t0_sub=""
   if [[ "${CONTROLS}" == true ]]; then
     NS=${ns_env}
     base_env=$(kube_uids)
-    kube_probe_start reload-env
+    kube_probe_start "${row_env}"
     t0_env=${PROBE_T0}
     NS=${ns_sub}
     base_sub=$(kube_uids)
-    kube_probe_start reload-subpath
+    kube_probe_start "${row_sub}"
     t0_sub=${PROBE_T0}
   fi
   NS=${ns_vol}
-  PROBE_POD="probe-reload"
+  PROBE_POD="probe-${row}"
   kube_probe_wait_seconds 2 || true
 
-  log "the fix: the Secret becomes 4321 (kubectl patch secret) in every namespace"
-  local t_fix t_ready ready=true
-  t_fix=$(now_ms)
-  for ns in ${ns_vol} ${ns_env} ${ns_sub}; do
-    NS=${ns}
-    kube_secret_set 4321
-  done
+  local t_fix t_fix_env="" t_fix_sub="" t_ready ready=true nudged_vol="" nudge_ms=0
+  # What scripts/nudge.sh said of each control: nudged, cannot help, why (empty: not nudged).
+  local n_env="" h_env="" w_env="" n_sub="" h_sub="" w_sub=""
+  if [[ "${NUDGE}" == true ]]; then
+    # The controls first: then nothing but the volume case's own patch and nudge runs
+    # between its patch and its wait.
+    log "the fix, nudged: the Secret becomes 4321 (kubectl patch secret), then scripts/nudge.sh; the controls first"
+    if [[ "${CONTROLS}" == true ]]; then
+      NS=${ns_env}
+      _kube_fix_nudged 4321
+      t_fix_env=${T_FIX} n_env=${NUDGED} h_env=${CANNOT_HELP} w_env=${CANNOT_HELP_WHY}
+      NS=${ns_sub}
+      _kube_fix_nudged 4321
+      t_fix_sub=${T_FIX} n_sub=${NUDGED} h_sub=${CANNOT_HELP} w_sub=${CANNOT_HELP_WHY}
+    fi
+    NS=${ns_vol}
+    _kube_fix_nudged 4321
+    t_fix=${T_FIX} nudged_vol=${NUDGED} nudge_ms=$((T_NUDGED - T_FIX))
+  else
+    log "the fix: the Secret becomes 4321 (kubectl patch secret) in every namespace"
+    t_fix=$(now_ms)
+    t_fix_env=${t_fix} t_fix_sub=${t_fix}
+    for ns in ${ns_vol} ${ns_env} ${ns_sub}; do
+      NS=${ns}
+      kube_secret_set 4321
+    done
+  fi
   NS=${ns_vol}
-  wait_for "the kubelet to deliver the Secret and the ${replicas} pods of ${NS} to become Ready" \
-    "${SECRET_TIMEOUT}" 1 kube_all_ready "${replicas}" || ready=false
+  wait_for "the kubelet to deliver the Secret${sfx:+ (nudged)} and the ${replicas} pods of ${NS} to become Ready" \
+    "${timeout}" "${poll}" kube_all_ready "${replicas}" || ready=false
   t_ready=$(now_ms)
 
   local controls_ok=true
   if [[ "${CONTROLS}" == true ]]; then
     observe_for "a control pod becomes Ready" "${control_seconds}" 2 _kube_controls_ready "${ns_env}" "${ns_sub}" ||
       controls_ok=false
-    kube_control_result reload-env "${ns_env}" "${t0_env}" "${base_env}" "${t_fix}" "env var MYSECRET" ||
-      controls_ok=false
-    kube_control_result reload-subpath "${ns_sub}" "${t0_sub}" "${base_sub}" "${t_fix}" "subPath mount" ||
-      controls_ok=false
+    kube_control_result "${row_env}" "${ns_env}" "${t0_env}" "${base_env}" "${t_fix_env}" "env var MYSECRET" \
+      "${n_env}" "${h_env}" "${w_env}" || controls_ok=false
+    kube_control_result "${row_sub}" "${ns_sub}" "${t0_sub}" "${base_sub}" "${t_fix_sub}" "subPath mount" \
+      "${n_sub}" "${h_sub}" "${w_sub}" || controls_ok=false
   fi
 
   NS=${ns_vol}
-  PROBE_POD="probe-reload"
+  PROBE_POD="probe-${row}"
   kube_probe_wait_seconds 2 || true
   kube_probe_collect "${WORK_DIR}/probe.out"
   local failed total served timeline seconds restarts uids verdict=ok note
@@ -308,22 +380,29 @@ run_kube() {
   seconds=$(fmt_secs $((t_ready - t_fix)))
   uids=$(kube_uids)
   restarts=$(kube_restarts "${base_vol}")
-  note="waited (RELOAD, not Ready), Ready ${seconds}s after the fix (the kubelet's sync, then --retry-interval), same pods: no restart"
+  if [[ "${NUDGE}" == true ]]; then
+    note="waited (RELOAD, not Ready), Ready ${seconds}s after the patch, nudged (patch and nudge.sh done after $(fmt_secs "${nudge_ms}")s: ${nudged_vol} of ${replicas} pods nudged; then the kubelet's delivery, the file watch, the readiness probe), same pods: no restart"
+  else
+    note="waited (RELOAD, not Ready), Ready ${seconds}s after the fix (the kubelet's sync; the file watch then wakes the start-up wait), same pods: no restart"
+  fi
   if [[ "${ready}" != true ]]; then
     verdict=unexpected
     seconds=never
-    note="the pods were not Ready ${SECRET_TIMEOUT}s after the fix"
+    note="the pods were not Ready ${timeout}s after the fix${sfx:+ and the nudge}"
   elif [[ "${uids}" != "${base_vol}" || "${restarts}" != 0 ]]; then
     verdict=unexpected
     note="the pods were replaced or restarted"
   elif [[ "${served}" != 1 || "${failed}" != 0 ]]; then
     verdict=unexpected
     note="${failed} requests failed after the service had answered (served=${served})"
+  elif [[ "${NUDGE}" == true && "${nudged_vol}" != "${replicas}" ]]; then
+    verdict=unexpected
+    note="Ready ${seconds}s after the patch, but nudge.sh nudged ${nudged_vol} of its ${replicas} pods"
   elif [[ "${controls_ok}" != true ]]; then
     verdict=unexpected
     note="Ready ${seconds}s after the fix, but a negative control went wrong (see its CONTROL row)"
   fi
-  result reload "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
+  result "${row}" "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 

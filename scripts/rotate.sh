@@ -10,24 +10,36 @@
 #      (`secret rejected: ...`, /metrics hello_path_secret_last_reload_successful 0), the
 #      last good credential stays in use and the service stays up.
 #
-#   local (default)  the binary on 127.0.0.1 following a directory updated exactly as the
-#                    kubelet's AtomicWriter updates a Secret volume; --watch-interval 250ms
+#   local (default)  the binary on 127.0.0.1 reading a directory updated exactly as the
+#                    kubelet's AtomicWriter updates a Secret volume, followed with its file
+#                    watch (inotify; no --watch-interval: the 1m default is a safety net)
 #   --kube           k8s/overlays/rotate in its own namespace (2 replicas), the Secret changed
 #                    with `kubectl patch secret`; the kubelet delivers each change on its next
 #                    sync (often 30-90 s). Each pod is asked through the API server's pod
-#                    proxy (/mysecret, /metrics); a probe pod measures through the Service.
+#                    proxy (/mysecret, /metrics; all pods at once, each until it answers
+#                    so); a probe pod measures through the Service.
+#   --kube --nudge   the same, nudged (row rotate-nudge): after each `kubectl patch secret`,
+#                    the rotation and the bad value alike, scripts/nudge.sh (same KUBECTL,
+#                    --context, namespace) annotates the pods that mount the Secret, so
+#                    that the kubelet rewrites their copy now. The seconds are counted from
+#                    the patch, the nudge included; the waits poll every 0.2 s, for at most
+#                    NUDGE_TIMEOUT; nudge.sh must nudge every pod, both times.
 # Reported: failed requests (expected 0), seconds from the rotation until generation 2 is in
 # use (every pod), restarts (expected 0).
 #
 # Usage:
-#   scripts/rotate.sh [--kube [--context NAME]] [-h|--help]
+#   scripts/rotate.sh [--kube [--context NAME] [--nudge]] [-h|--help]
 #
-# Ends with one line: RESULT scenario=rotate mode=... (format: scripts/lib/probe.sh).
+#   --nudge   (with --kube) the nudged delivery; locally there is nothing to nudge (the
+#             kubelet-style update is written at once): a usage error
+#
+# Ends with one line: RESULT scenario=rotate mode=... (or rotate-nudge; format:
+# scripts/lib/probe.sh).
 # Exit status: 0 outcome as expected, 1 otherwise, 2 bad arguments or no cluster (--kube).
 #
-# Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [250ms], RETRY_INTERVAL [500ms]
-# (local); KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT, SECRET_TIMEOUT, KEEP_NAMESPACE (--kube)
-# — see scripts/lib/local.sh and kube.sh for their defaults.
+# Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [unset], RETRY_INTERVAL [500ms]
+# (local); KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT, SECRET_TIMEOUT, NUDGE_TIMEOUT,
+# KEEP_NAMESPACE (--kube) — see scripts/lib/local.sh and kube.sh for their defaults.
 set -o errexit -o nounset -o pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
@@ -40,6 +52,22 @@ source "${LIB_DIR}/kube.sh" # the same on a cluster: kubectl, namespaces, pods, 
 source "${LIB_DIR}/probe.sh" # what the probe measured, and the RESULT line
 
 readonly METRIC_BAD='hello_path_secret_last_reload_successful 0'
+NUDGE=false
+
+extra_arg() {
+  case "$1" in
+    --nudge)
+      NUDGE=true
+      EXTRA_SHIFT=1
+      ;;
+    *) return 1 ;;
+  esac
+}
+check_args() {
+  if [[ "${NUDGE}" == true && "${MODE}" != kube ]]; then
+    usage_error "--nudge needs --kube: locally the kubelet-style update is written at once"
+  fi
+}
 
 _logged() { grep -qF "$2" "$1"; }
 _says() { http_get "$1" "$2" | has "$3"; }
@@ -49,7 +77,7 @@ run_local() {
   secret_dir_init "${vol}" mysecret 4321
   port=$(free_port)
   app_start rotate "${port}" -- --reload --mysecret-file "${vol}/mysecret" \
-    --expected-secret 4321,5678 --watch-interval "${WATCH_INTERVAL}" --retry-interval "${RETRY_INTERVAL}"
+    --expected-secret 4321,5678 "${WATCH_ARGS[@]}" --retry-interval "${RETRY_INTERVAL}"
   local pid=${APP_PID} logf=${APP_LOG}
   app_wait_ready "${pid}" "${logf}" 10 || die "PID ${pid} did not start with the good credential"
   probe_start_local rotate "${port}"
@@ -106,39 +134,86 @@ run_local() {
   [[ "${verdict}" == ok ]]
 }
 
-# _all_pods_say PATH TEXT — every app pod answers PATH with TEXT (API server pod proxy).
-_all_pods_say() {
-  local path=$1 text=$2 pod n=0
-  for pod in $(kube_snapshot | awk 'NF { print $1 }'); do
-    kube_pod_get "${pod}" "${path}" | has "${text}" || return 1
-    n=$((n + 1))
+# _pods_say PATH TEXT — every pod named in PENDING_PODS answers PATH with TEXT (API server
+#   pod proxy). The pods are asked at once, in parallel, so that a round takes about one
+#   kubectl call, whatever the number of pods; a pod that answered so leaves PENDING_PODS
+#   (within one change its answer stays: the generation in use, the rejection), so that the
+#   rounds of a wait ask fewer and fewer. Set PENDING_PODS (_pending_pods) before the wait.
+PENDING_PODS=()
+_pending_pods() { mapfile -t PENDING_PODS < <(kube_snapshot | awk 'NF { print $1 }'); }
+_pods_say() {
+  local path=$1 text=$2 i
+  local -a jobs=() left=()
+  ((${#PENDING_PODS[@]})) || return 1
+  for i in "${!PENDING_PODS[@]}"; do
+    (kube_pod_get "${PENDING_PODS[i]}" "${path}" | has "${text}") &
+    jobs+=("$!")
   done
-  ((n > 0))
+  for i in "${!jobs[@]}"; do
+    wait "${jobs[i]}" || left+=("${PENDING_PODS[i]}")
+  done
+  if ((${#left[@]} == 0)); then
+    PENDING_PODS=()
+    return 0
+  fi
+  PENDING_PODS=("${left[@]}")
+  return 1
+}
+# _all_pods_say PATH TEXT — every app pod there is now answers PATH with TEXT.
+_all_pods_say() {
+  _pending_pods
+  _pods_say "$@"
+}
+# _wait_pods_say WHAT PATH TEXT — bounded wait (WAIT_TIMEOUT s, polling every WAIT_POLL s)
+#   until every pod answers PATH with TEXT.
+_wait_pods_say() {
+  _pending_pods
+  wait_for "$1" "${WAIT_TIMEOUT}" "${WAIT_POLL}" _pods_say "$2" "$3"
+}
+
+# _change VALUE — the change: kubectl patch of the Secret, then (--nudge) scripts/nudge.sh,
+#   whose NUDGED is appended to NUDGES. Sets T_CHANGE (ms, just before the patch) and
+#   T_NUDGED (ms, once nudge.sh is done).
+NUDGES=()
+_change() {
+  T_CHANGE=$(now_ms)
+  kube_secret_set "$1"
+  if [[ "${NUDGE}" == true ]]; then
+    kube_nudge
+    NUDGES+=("${NUDGED}")
+  fi
+  T_NUDGED=$(now_ms)
 }
 
 run_kube() {
-  kube_deploy rotate ""
+  local row=rotate then="" nudged=""
+  WAIT_POLL=2 WAIT_TIMEOUT=${SECRET_TIMEOUT}
+  if [[ "${NUDGE}" == true ]]; then
+    row=rotate-nudge then=", then scripts/nudge.sh" nudged=" (nudged)"
+    WAIT_POLL=${NUDGE_POLL} WAIT_TIMEOUT=${NUDGE_TIMEOUT}
+  fi
+  kube_deploy rotate "" "${row}"
   local replicas base
   kube_rollout_wait "${KUBE_TIMEOUT}" || die "the first rollout did not finish within ${KUBE_TIMEOUT}s"
   replicas=$(kube_replicas)
   base=$(kube_uids)
-  kube_probe_start rotate
+  kube_probe_start "${row}"
   kube_probe_wait_seconds 3 || true
 
-  log "1. rotation: the Secret becomes 5678 (kubectl patch secret)"
-  local t1 t_new t2 rotated=true rejected=true logged=true still=true
-  t1=$(now_ms)
-  kube_secret_set 5678
-  wait_for "the kubelet to deliver it and every pod to answer /mysecret with generation 2" \
-    "${SECRET_TIMEOUT}" 2 _all_pods_say /mysecret '(generation 2)' || rotated=false
+  log "1. rotation: the Secret becomes 5678 (kubectl patch secret${then})"
+  local t1 t1_nudged t_new t2 t_bad rotated=true rejected=true logged=true still=true
+  _change 5678
+  t1=${T_CHANGE} t1_nudged=${T_NUDGED}
+  _wait_pods_say "the kubelet to deliver it${nudged} and every pod to answer /mysecret with generation 2" \
+    /mysecret '(generation 2)' || rotated=false
   t_new=$(now_ms)
   kube_probe_wait_seconds 3 || true
 
-  log "2. a bad value: the Secret becomes 9999 (kubectl patch secret)"
-  t2=$(now_ms)
-  kube_secret_set 9999
-  wait_for "every pod to reject it (${METRIC_BAD} in /metrics)" \
-    "${SECRET_TIMEOUT}" 2 _all_pods_say /metrics "${METRIC_BAD}" || rejected=false
+  log "2. a bad value: the Secret becomes 9999 (kubectl patch secret${then})"
+  _change 9999
+  t2=${T_CHANGE}
+  _wait_pods_say "every pod to reject it (${METRIC_BAD} in /metrics)" /metrics "${METRIC_BAD}" || rejected=false
+  t_bad=$(now_ms)
   local pod
   for pod in $(kube_snapshot | awk 'NF { print $1 }'); do
     kube -n "${NS}" logs "${pod}" 2>/dev/null | has 'secret rejected' || logged=false
@@ -155,10 +230,13 @@ run_kube() {
   uids=$(kube_uids)
   restarts=$(kube_restarts "${base}")
   note="5678 in use as generation 2 in every pod after ${seconds}s (kubelet sync), then 9999 rejected while serving on; same pods, no restart"
+  if [[ "${NUDGE}" == true ]]; then
+    note="5678 in use as generation 2 in every pod ${seconds}s after the patch (patch and nudge.sh done after $(fmt_secs $((t1_nudged - t1)))s: ${NUDGES[0]:-?} of ${replicas} pods nudged), then 9999 rejected by every pod $(fmt_secs $((t_bad - t2)))s after its patch (nudged as well) while serving on; same pods, no restart"
+  fi
   if [[ "${rotated}" != true ]]; then
     verdict=unexpected
     seconds=never
-    note="not every pod reported generation 2 within ${SECRET_TIMEOUT}s"
+    note="not every pod reported generation 2 within ${WAIT_TIMEOUT}s${nudged:+ of the patch and the nudge}"
   elif [[ "${rejected}" != true || "${logged}" != true ]]; then
     verdict=unexpected
     note="the bad value was not rejected by every pod (${METRIC_BAD}, log 'secret rejected')"
@@ -171,8 +249,11 @@ run_kube() {
   elif [[ "${served}" != 1 || "${failed}" != 0 ]]; then
     verdict=unexpected
     note="${failed} requests failed during the rotation"
+  elif [[ "${NUDGE}" == true && ("${NUDGES[0]:-}" != "${replicas}" || "${NUDGES[1]:-}" != "${replicas}") ]]; then
+    verdict=unexpected
+    note="nudge.sh nudged ${NUDGES[0]:-?} and then ${NUDGES[1]:-?} of the ${replicas} pods (expected all, both times)"
   fi
-  result rotate "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
+  result "${row}" "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 

@@ -9,8 +9,12 @@
 #                    and updated exactly as the kubelet updates a Secret volume, a process
 #                    stop/start for restart and redeploy. Takes about half a minute.
 #   --kube           the same scenarios on the cluster of the current kubectl context (or
-#                    --context NAME), each in its own namespace, deleted afterwards. Takes
-#                    several minutes: the kubelet delivers a changed Secret on its next sync.
+#                    --context NAME), each in its own namespace, deleted afterwards, and
+#                    reload and rotate a second time nudged (reload-nudge, rotate-nudge:
+#                    `--nudge`, scripts/nudge.sh after each change of the Secret), so that
+#                    the table has both deliveries side by side. Takes several minutes: the
+#                    kubelet delivers a changed Secret on its next sync unless nudged.
+#                    Locally there is nothing to nudge (the update is written at once).
 #
 # Usage:
 #   scripts/walkthrough.sh [--kube [--context NAME]] [--only LIST] [--quiet] [-h|--help]
@@ -44,7 +48,9 @@ readonly RUNS=(
   "redeploy local,kube redeploy"
   "restart local,kube restart"
   "reload local,kube reload"
+  "reload-nudge kube reload --nudge"
   "rotate local,kube rotate"
+  "rotate-nudge kube rotate --nudge"
 )
 ONLY=""
 QUIET=false
@@ -151,15 +157,31 @@ print_table() {
   printf '  was not serving yet); a service that never answered counts all its requests as failed.\n'
   printf 'new cred. in use: seconds from the change (the fix, the rotation) until the new credential is in use.\n'
   controls=$(sed -n 's/^CONTROL scenario=\([^ ]*\) .*/\1/p' "${results}" | paste -sd, - | sed 's/,/, /g')
-  if [[ -n "${controls}" ]]; then
+  if [[ "${controls}" == *-nudge* ]]; then
+    printf '%s: negative controls (CONTROL lines)\n' "${controls}"
+    printf '  run beside reload, fixed at the same moment (the nudged ones just before it); expected never to\n'
+    printf '  see the new value (an env var, a subPath mount).\n'
+  elif [[ -n "${controls}" ]]; then
     printf '%s: negative controls (CONTROL lines) run beside reload, fixed at the same moment;\n' "${controls}"
     printf '  expected never to see the new value (an env var, a subPath mount).\n'
   fi
+  local nudged=""
   if [[ "${MODE}" == local ]]; then
     printf 'restarts: processes started anew (new PIDs). restart/redeploy locally = stop + start of the one\n'
     printf '  process, so a bad Secret is an outage; in a cluster a rolling restart keeps the old pods serving.\n'
+    nudged=$(comm -13 <(run_names local | sort) <(run_names kube | sort) | paste -sd, - | sed 's/,/, /g')
+    if [[ -n "${nudged}" ]]; then
+      printf '%s: --kube only. Locally the kubelet-style update is written at\n' "${nudged}"
+      printf '  once, so there is nothing to nudge: the reload and rotate rows get the change as it is written.\n'
+    fi
   else
     printf 'restarts: new pods plus container restarts after the change.\n'
+    if grep -qE '^(RESULT|CONTROL) scenario=[^ ]*-nudge ' "${results}"; then
+      printf -- '-nudge rows: after each kubectl patch of the Secret, scripts/nudge.sh annotated the pods that\n'
+      printf '  mount it, so that the kubelet rewrites their copy now; seconds from the patch, nudge included;\n'
+      printf '  nudge.sh reports the controls'"'"' pods (env, subPath) as consumers it cannot help. The other rows\n'
+      printf '  wait for the kubelet'"'"'s own periodic sync.\n'
+    fi
   fi
   results_timelines "${results}"
 }

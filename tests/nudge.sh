@@ -19,7 +19,10 @@
 #      list pods, get pods, patch pods (all, one pod, one whose name begins another's), get
 #      replicasets; the Secret not found; a pod deleted between the list and the patch;
 #   5. our own overlays (k8s/rendered/volume-reload, rotate, env-reload, subpath), their
-#      Deployments turned into the pods their ReplicaSets would run.
+#      Deployments turned into the pods their ReplicaSets would run;
+#   6. the answers the fake kubectl of the dry --kube walkthrough gives nudge.sh's calls
+#      (tests/fixtures/nudge-answers/) are what the real kubectl prints for them now
+#      (tests/lib/nudge-answers.sh --check).
 #
 # Usage: tests/nudge.sh [-h|--help]
 # Prints `ok - ...` / `not ok - ...` lines and ends with `N passed, M failed`.
@@ -444,6 +447,18 @@ test_overlays() {
     last_is "$(summary 0 0 2 0 hello-path "${OVERLAY_RV}")"
 }
 
+# The fake kubectl of tests/walkthrough.sh cannot evaluate nudge.sh's go-templates: it
+# replays what the real kubectl printed for them. They must be current.
+test_recorded_answers() {
+  CASE="${WORK}/answers"
+  mkdir -p "${CASE}"
+  touch "${CASE}/log" # no request of its own to show
+  MARK=0 RC=0
+  KUBECTL="${CLIENT}" bash "${ROOT}/tests/lib/nudge-answers.sh" --check >"${CASE}/out" 2>"${CASE}/err" || RC=$?
+  check "the dry walkthrough's fake kubectl answers nudge.sh as this kubectl does (tests/lib/nudge-answers.sh --check)" \
+    all rc_is 0 -- out_empty -- err_empty
+}
+
 main() {
   case "${1:-}" in
     -h | --help) usage; exit 0 ;;
@@ -475,6 +490,7 @@ main() {
   test_refusals
   test_overlays
   server_stop
+  test_recorded_answers
 
   printf '%d passed, %d failed\n' "${PASSED}" "${FAILED}"
   [[ "${FAILED}" -eq 0 ]]

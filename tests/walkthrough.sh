@@ -2,24 +2,39 @@
 # walkthrough.sh — end-to-end checks of the scenario scripts (scripts/*.sh).
 #
 #   1. every scenario script: --help exits 0, a bad option exits 2, --context without --kube
-#      exits 2;
+#      exits 2; reload.sh and rotate.sh --nudge without --kube exit 2 naming the reason;
 #   2. --kube without a cluster exits 2 within seconds with one line: with KUBECTL pointing at
 #      a command that fails, at a missing command, and (when kubectl is installed) with a
 #      kubeconfig whose server is https://127.0.0.1:1;
 #   3. wait_for (scripts/lib/wait.sh) says what it waits for every 5 s even when one round of its
-#      command takes longer than that;
+#      command takes longer than that, and 2000 waits whose command holds at once all return;
 #   4. the LOCAL walkthrough end to end (scripts/walkthrough.sh, which builds the binary if
 #      needed): reload and rotate with 0 failed requests and 0 restarts on the same PID,
 #      redeploy and restart with a measured outage and 2 processes started anew, the
 #      negative controls (CONTROL lines) never served, no-arg with the FATAL line, arg
 #      served, every scenario with exactly one RESULT line as its last line, the table and
-#      its legend printed;
+#      its legend printed, which says why there are no nudged rows locally;
 #   5. a DRY --kube walkthrough against a fake kubectl (tests/fixtures/fake-kubectl) that
 #      logs its argv and models each scenario: every scenario ok, every kubectl call with
 #      --context, none of the flags too new for Kubernetes 1.15, every poll bounded
 #      (--request-timeout), every namespace deleted; reload.sh --kube ends its stdout with
 #      its one RESULT line after the CONTROL lines; and a wrong outcome (pods that never
-#      reject a bad Secret) exits 1.
+#      reject a bad Secret) exits 1;
+#   6. the nudged runs in that dry walkthrough and on their own (reload.sh and rotate.sh
+#      --kube --nudge): the plain and the nudged rows side by side, each nudged scenario
+#      ending with its RESULT (CONTROL) line, verdict ok; the real scripts/nudge.sh called
+#      through KUBECTL with the Secret, the scenario's namespace and --context, after every
+#      change of the Secret; the pods of the volume cases annotated, those of the controls
+#      not (nudge.sh reports them as consumers it cannot help) and the controls never Ready;
+#      the nudged waits configured to poll every 0.2 s; every namespace deleted; pods that
+#      never get the file after the nudge exit 1; a call of nudge.sh the fake has no
+#      recording for fails. In the fake's cluster the kubelet delivers a changed Secret
+#      only after a nudge, so a nudged row is ok only if the nudge worked.
+#      The fake cannot evaluate nudge.sh's go-templates: it answers nudge.sh's calls with
+#      what the real kubectl printed for them (tests/fixtures/nudge-answers/, recorded by
+#      tests/lib/nudge-answers.sh). scripts/nudge.sh itself — every kind of consumer,
+#      refusals, exit codes — is covered by tests/nudge.sh, with the real kubectl against a
+#      fake API server; that test also checks that these recordings are current.
 #
 # Usage: tests/walkthrough.sh        (no options; about two minutes)
 # Prints `ok - ...` / `not ok - ...` lines and ends with `N passed, M failed`.
@@ -31,6 +46,7 @@ readonly ROOT
 readonly SCRIPTS=(no-arg arg redeploy restart reload rotate walkthrough)
 readonly FAKE_KUBECTL="${ROOT}/tests/fixtures/fake-kubectl"
 WORK=""
+RC=0
 # shellcheck source=tests/lib/tap.sh
 source "${ROOT}/tests/lib/tap.sh"
 
@@ -77,6 +93,13 @@ test_help_and_usage() {
     rc=0
     bash "${ROOT}/scripts/${s}.sh" --context foo >/dev/null 2>&1 || rc=$?
     check "${s}.sh --context without --kube exits 2" test "${rc}" -eq 2
+  done
+  for s in reload rotate; do
+    rc=0
+    out=$(bash "${ROOT}/scripts/${s}.sh" --nudge 2>&1) || rc=$?
+    check "${s}.sh --nudge without --kube exits 2: $(head -n 1 <<<"${out}")" \
+      test "${rc}" -eq 2 -a "$(head -n 1 <<<"${out}")" = \
+      "${s}: error: --nudge needs --kube: locally the kubelet-style update is written at once"
   done
 }
 
@@ -128,6 +151,19 @@ test_wait_progress() {
   check "wait_for: gives up after its timeout (exit ${rc} after ${elapsed}s), no other progress line" \
     test "${rc}" -eq 1 -a "${elapsed}" -ge 11 -a "${elapsed}" -le 20 -a \
     -z "$(grep -F 'still waiting' "${out}" | grep -vE ': (5|10)s elapsed$')"
+
+  # A wait whose command holds at once stops its ticker as soon as it started it. With the
+  # scenario's traps set (setup_workdir), a SIGTERM could get lost there and that wait_for
+  # never return (it hung within 30 to 1500 rounds). 2000 of them must all return.
+  rc=0
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  TMPDIR=${WORK} timeout 120 bash -c 'set -o errexit -o nounset -o pipefail
+    source "$1/scripts/lib/common.sh"
+    setup_workdir
+    for ((i = 0; i < 2000; i++)); do wait_for "nothing" 5 0.1 true; done
+    echo "2000 returned"' _ "${ROOT}" >"${out}" 2>&1 || rc=$?
+  check "wait_for: 2000 waits whose command holds at once all return, each stopping its ticker (exit ${rc})" \
+    test "${rc}" -eq 0 -a "$(tail -n 1 "${out}")" = "2000 returned"
 }
 
 test_local_walkthrough() {
@@ -139,6 +175,9 @@ test_local_walkthrough() {
   check "local walkthrough exits 0" test "${rc}" -eq 0
   check "local walkthrough prints the table header" grep -qE '^scenario +\| failed during the change' "${out}"
   check "local walkthrough prints the timeline legend" grep -qF 'availability per second (█ every request ok' "${out}"
+  check "local walkthrough: no nudged row, and the table's notes say why" \
+    test -z "$(grep -E '^[a-z-]+-nudge +\|' "${out}")" -a \
+    -n "$(grep -F 'reload-nudge, rotate-nudge: --kube only. Locally the kubelet-style update is written at' "${out}")"
 
   line=$(result_of "${out}" reload)
   local pid
@@ -236,6 +275,18 @@ test_kube_dry() {
   check "dry --kube: the probe pods target the Service's ClusterIP (no DNS needed)" \
     grep -qF 'get svc hello-path -o jsonpath={.spec.clusterIP}' "${argv}"
 
+  # The nudged rows, beside the plain ones.
+  local rows want="no-arg arg redeploy restart reload-env reload-subpath reload reload-env-nudge reload-subpath-nudge reload-nudge rotate rotate-nudge"
+  rows=$(awk -F' *[|] ' '/^[a-z-]+ +[|] / && $1 != "scenario" { print $1 }' "${out}" | paste -sd' ' -)
+  check "dry --kube: the table has the plain and the nudged rows side by side (${rows})" test "${rows}" = "${want}"
+  local r
+  for r in reload-env-nudge reload-subpath-nudge reload-nudge rotate-nudge; do
+    check "dry --kube: row ${r}, verdict ok" grep -qE "^${r} +[|] .*[|] ok: " "${out}"
+  done
+  check "dry --kube: the notes under the table explain the -nudge rows" \
+    grep -qF -- '-nudge rows: after each kubectl patch of the Secret, scripts/nudge.sh annotated the pods' "${out}"
+  nudge_calls "${argv}" "${created}"
+
   # A wrong outcome must fail: pods that never reject the bad Secret.
   rc=0
   STUB_STATE="${WORK}/state" STUB_BROKEN=1 KUBECTL="bash ${FAKE_KUBECTL}" SECRET_TIMEOUT=3 \
@@ -255,6 +306,114 @@ test_kube_dry() {
     "$(tail -n 1 "${WORK}/reload-kube.out" | cut -c1-23)" = 'RESULT scenario=reload '
 }
 
+# nudge_calls ARGV_LOG NAMESPACES — the calls scripts/nudge.sh made through the fake
+# KUBECTL in each nudged namespace (hello-path-*-nudge-*) of NAMESPACES, checked: the Secret
+# read with --context dry-ctx after every change of it, the pods of the volume cases (reload,
+# rotate) annotated each time, those of the controls never.
+nudge_calls() {
+  local argv=$1 ns kind seq want
+  local -a namespaces
+  mapfile -t namespaces < <(grep -- '-nudge-' <<<"$2")
+  check "dry --kube: 4 nudged namespaces (reload's 3, rotate's 1): ${namespaces[*]}" test "${#namespaces[@]}" -eq 4
+  for ns in "${namespaces[@]}"; do
+    kind=${ns#hello-path-}
+    kind=${kind%-nudge-*}
+    # Each change of the Secret (S), and what nudge.sh did after it: read the Secret (G),
+    # annotate the pods (P).
+    seq=$(grep -F -- "-n ${ns} " "${argv}" | awk '
+      / patch secret hello-path-secret / { printf "S" }
+      /--context dry-ctx get secret hello-path-secret -n [^ ]+ -o go-template=/ { printf "G" }
+      /--context dry-ctx patch pods hello-path-a hello-path-b -n [^ ]+ --type merge -p [{]"metadata":[{]"annotations":[{]"secret.nudge.hello-path-rs\/hello-path-secret":/ { printf "P" }
+      END { print "" }')
+    case "${kind}" in
+      reload) want=SSGP ;;             # the first value (1234) as deployed, then the fix
+      rotate) want=SGPSGP ;;           # the rotation and the bad value, each nudged
+      reload-env | reload-subpath) want=SSG ;; # nudge.sh reads, and cannot help: no patch
+    esac
+    check "dry --kube: ${kind} --nudge: nudge.sh, through KUBECTL with --context dry-ctx and -n ${ns}, after each change of the Secret (${seq}, want ${want})" \
+      test "${seq}" = "${want}"
+  done
+}
+
+# run_dry NAME ENV... -- SCRIPT ARG... — SCRIPT --kube --context dry-ctx ARG... against the
+# fake kubectl (state WORK/nudge-state), stdout to WORK/NAME.out, stderr to WORK/NAME.err;
+# sets RC.
+run_dry() {
+  local name=$1
+  shift
+  local -a envs=()
+  while (($#)) && [[ "$1" != -- ]]; do
+    envs+=("$1")
+    shift
+  done
+  shift
+  mkdir -p "${WORK}/nudge-state"
+  RC=0
+  env STUB_STATE="${WORK}/nudge-state" KUBECTL="bash ${FAKE_KUBECTL}" CONTROL_SECONDS=2 "${envs[@]}" \
+    timeout 120 bash "${ROOT}/scripts/$1.sh" --kube --context dry-ctx "${@:2}" \
+    >"${WORK}/${name}.out" 2>"${WORK}/${name}.err" </dev/null || RC=$?
+}
+
+test_kube_nudged() {
+  local out line c why
+  run_dry reload-nudge -- reload --nudge
+  out="${WORK}/reload-nudge.out"
+  check "reload.sh --kube --nudge exits ${RC}; stdout: 2 CONTROL lines, then its one RESULT line, the last" \
+    test "${RC}" -eq 0 -a "$(grep -c '^CONTROL scenario=reload-[a-z]*-nudge ' "${out}")" -eq 2 -a \
+    "$(grep -c '^RESULT ' "${out}")" -eq 1 -a "$(tail -n 1 "${out}" | cut -c1-29)" = 'RESULT scenario=reload-nudge '
+  line=$(result_of "${out}" reload-nudge)
+  check "reload-nudge: 0 failed, 0 restarts, Ready after a number of seconds, both pods nudged, verdict ok (${line:-no RESULT})" \
+    test "$(field "${line}" failed)" = 0 -a "$(field "${line}" restarts)" = 0 -a \
+    "$(field "${line}" verdict)" = ok -a -n "$(grep -E '^[0-9]+[.][0-9]+$' <<<"$(field "${line}" seconds_to_new)")" -a \
+    -n "$(grep -F '2 of 2 pods nudged' <<<"${line}")"
+  for c in env subpath; do
+    why="env MYSECRET in container hello-path"
+    [[ "${c}" == env ]] || why="subPath mount of volume secret in container hello-path"
+    line=$(result_of "${out}" "reload-${c}-nudge" CONTROL)
+    check "reload-${c}-nudge: never sees the new value, and nudge.sh says it cannot help (${line:-no CONTROL line})" \
+      test "$(field "${line}" seconds_to_new)" = never -a "$(field "${line}" verdict)" = ok -a \
+      "$(field "${line}" failed)" = "$(field "${line}" total)" -a \
+      -n "$(grep -F "nudge.sh cannot help it (2 of 2 pods: ${why})" <<<"${line}")"
+  done
+  check "reload-nudge: its timed wait polls every 0.2 s" \
+    grep -qE 'waiting for the kubelet to deliver the Secret [(]nudged[)] and the 2 pods of hello-path-reload-nudge-[a-z0-9]+ to become Ready [(]at most [0-9]+s, polling every 0[.]2s[)]$' "${out}"
+
+  run_dry rotate-nudge -- rotate --nudge
+  out="${WORK}/rotate-nudge.out"
+  line=$(result_of "${out}" rotate-nudge)
+  check "rotate.sh --kube --nudge exits ${RC}, its RESULT line last: 0 failed, 0 restarts, verdict ok (${line:-no RESULT})" \
+    test "${RC}" -eq 0 -a "$(tail -n 1 "${out}" | cut -c1-29)" = 'RESULT scenario=rotate-nudge ' -a \
+    "$(field "${line}" failed)" = 0 -a "$(field "${line}" restarts)" = 0 -a "$(field "${line}" verdict)" = ok
+  check "rotate-nudge: the rotation and the bad value (9999 rejected) both nudged, both pods each time" \
+    test -n "$(grep -F '2 of 2 pods nudged), then 9999 rejected by every pod' <<<"${line}")" -a \
+    "$(grep -c '^    nudge.sh: NUDGE secret=hello-path-secret nudged=2 unchanged=0 cannot_help=0 ' "${out}")" -eq 2
+  check "rotate-nudge: both timed waits poll every 0.2 s" \
+    test "$(grep -cE '(generation 2|in /metrics[)]) [(]at most [0-9]+s, polling every 0[.]2s[)]$' "${out}")" -eq 2
+
+  local created deleted argv="${WORK}/nudge-state/argv.log"
+  created=$(sed -n 's/.*create namespace \(hello-path-[a-z0-9-]*\).*/\1/p' "${argv}" | sort)
+  deleted=$(sort "${WORK}/nudge-state/deleted-namespaces" 2>/dev/null || true)
+  check "dry --kube --nudge: every namespace created ($(wc -l <<<"${created}")) was deleted" \
+    test -n "${created}" -a "${created}" = "${deleted}"
+
+  # Wrong outcomes must fail: pods whose kubelet never delivers, even nudged.
+  run_dry rotate-undelivered STUB_NO_DELIVERY=1 NUDGE_TIMEOUT=2 -- rotate --nudge
+  line=$(result_of "${WORK}/rotate-undelivered.out" rotate-nudge)
+  check "dry --kube --nudge: pods that never get the new file after the nudge: rotate.sh exits ${RC}, verdict unexpected (${line:-no RESULT})" \
+    test "${RC}" -eq 1 -a "$(field "${line}" verdict)" = unexpected -a "$(field "${line}" seconds_to_new)" = never
+  run_dry reload-undelivered STUB_NO_DELIVERY=1 NUDGE_TIMEOUT=2 -- reload --nudge --no-controls
+  line=$(result_of "${WORK}/reload-undelivered.out" reload-nudge)
+  check "dry --kube --nudge: ... and reload.sh exits ${RC}, verdict unexpected (${line:-no RESULT})" \
+    test "${RC}" -eq 1 -a "$(field "${line}" verdict)" = unexpected -a "$(field "${line}" seconds_to_new)" = never
+
+  # A call of nudge.sh the fake has no recording for (nudge.sh changed, say) is refused.
+  local rc=0 err
+  err=$(STUB_STATE="${WORK}/nudge-state" bash "${FAKE_KUBECTL}" --context dry-ctx get pods \
+    -n hello-path-reload-nudge-zzzzz -o 'go-template={{range .items}}{{.metadata.name}}{{end}}' 2>&1 >/dev/null) || rc=$?
+  check "the fake kubectl refuses a call of nudge.sh it has no recording for (exit ${rc}): ${err}" \
+    test "${rc}" -eq 1 -a -n "$(grep -F 'no recorded answer' <<<"${err}")"
+}
+
 main() {
   (($# == 0)) || {
     printf 'usage: tests/walkthrough.sh (no arguments)\n' >&2
@@ -267,6 +426,7 @@ main() {
   test_wait_progress
   test_local_walkthrough
   test_kube_dry
+  test_kube_nudged
   tap_summary
 }
 

@@ -111,7 +111,8 @@ source "${LIB_DIR}/wait.sh"
 # ---------------------------------------------------------------------------------------
 # Options every scenario script takes. A script may define `extra_arg ARG...`, which handles
 # its own options: it sets EXTRA_SHIFT to the number of words used and returns 0, or
-# returns 1 for an unknown option.
+# returns 1 for an unknown option; and `check_args`, called once every option is read, to
+# refuse a combination (usage_error).
 
 parse_args() {
   local saw_context=false
@@ -152,6 +153,9 @@ parse_args() {
   fi
   if [[ "${saw_context}" == true && -z "${KUBE_CONTEXT}" ]]; then
     usage_error "--context needs a non-empty value"
+  fi
+  if declare -F check_args >/dev/null; then
+    check_args
   fi
 }
 

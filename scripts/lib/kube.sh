@@ -9,6 +9,7 @@
 #   kube_render / kube_kustomize               an overlay of k8s/, rendered for a namespace
 #   kube_deploy / kube_apply_app               ... and applied into a new namespace (NS)
 #   kube_secret_set                            the change: kubectl patch of the Secret
+#   kube_nudge                                 ... delivered now: scripts/nudge.sh (--nudge)
 #
 # Environment read here (defaults in brackets):
 #   KUBECTL          kubectl command, may hold spaces, e.g. "k3s kubectl" or oc [kubectl]
@@ -17,6 +18,8 @@
 #   IMAGE            image for the pods and the probe pod [localhost/hello-path-rs:0.1.0]
 #   KUBE_TIMEOUT     seconds a rollout may take [120]
 #   SECRET_TIMEOUT   seconds to wait for the kubelet to deliver a changed Secret [180]
+#   NUDGE_TIMEOUT    the same after scripts/nudge.sh (--nudge) [20: it takes about a second;
+#                    the kubelet's own sync comes every minute or so]
 #   KEEP_NAMESPACE   1 = leave the scenario's namespace in place (debugging) [0]
 # shellcheck shell=bash
 # Variables set here are read by the scripts that source this file:
@@ -32,6 +35,9 @@ readonly APP_LABEL=app.kubernetes.io/name=hello-path-rs
 
 KUBE_TIMEOUT=${KUBE_TIMEOUT:-120}
 SECRET_TIMEOUT=${SECRET_TIMEOUT:-180}
+NUDGE_TIMEOUT=${NUDGE_TIMEOUT:-20}
+# How often the waits of a nudged run poll (seconds): the figure is the delivery, not the poll.
+readonly NUDGE_POLL=0.2
 KUBE_SERVER_MINOR=0
 APPLY_FLAGS=()
 # The namespaces this script created (kube_create_namespace), for cleanup.
@@ -234,6 +240,32 @@ kube_secret_set() {
     -p "{\"stringData\":{\"mysecret\":\"$1\"}}" >/dev/null ||
     die "cannot patch secret hello-path-secret in ${NS}"
   log "Secret ${NS}/hello-path-secret: mysecret set to a new value ($(printf '%s' "$1" | sed 's/./*/g'))"
+}
+
+# kube_nudge — runs scripts/nudge.sh for Secret hello-path-secret in NS, through the same
+#   KUBECTL and --context: it annotates the running pods that mount the Secret as a volume,
+#   so that the kubelet rewrites their copy now rather than on its next periodic sync, and
+#   names the pods it cannot help (env, envFrom, subPath). Logs its lines; sets, from them,
+#   NUDGED and CANNOT_HELP (its last line: NUDGE ... nudged=N ... cannot_help=N ...),
+#   CANNOT_HELP_WHY (the distinct reasons of its cannot-help lines, e.g. "env MYSECRET in
+#   container hello-path") and NUDGE_MS (how long it ran). Dies when it fails.
+kube_nudge() {
+  local out="${WORK_DIR}/nudge-${NS}.out" err="${WORK_DIR}/nudge-${NS}.err" rc=0 start last
+  local -a ctx=()
+  [[ -z "${KUBE_CONTEXT}" ]] || ctx=(--context "${KUBE_CONTEXT}")
+  start=$(now_ms)
+  KUBECTL=${KUBECTL:-kubectl} bash "${SCRIPTS_DIR}/nudge.sh" hello-path-secret -n "${NS}" "${ctx[@]}" \
+    >"${out}" 2>"${err}" </dev/null || rc=$?
+  NUDGE_MS=$(($(now_ms) - start))
+  sed 's/^/    nudge.sh: /' "${out}"
+  last=$(tail -n 1 "${out}")
+  if ((rc != 0)) || [[ "${last}" != "NUDGE "* ]]; then
+    die "scripts/nudge.sh hello-path-secret -n ${NS}${ctx[*]:+ ${ctx[*]}} exited ${rc}: $(grep -v '^[[:space:]]*$' "${err}" | tail -n 1)"
+  fi
+  NUDGED=$(sed -n 's/.* nudged=\([0-9]*\) .*/\1/p' <<<"${last}")
+  CANNOT_HELP=$(sed -n 's/.* cannot_help=\([0-9]*\) .*/\1/p' <<<"${last}")
+  CANNOT_HELP_WHY=$(sed -n 's/^cannot-help pod\/[^:]*: \(.*\); cure: .*/\1/p' "${out}" | sort -u | paste -sd';' - | sed 's/;/; /g')
+  log "scripts/nudge.sh ran $(fmt_secs "${NUDGE_MS}")s: nudged ${NUDGED:-?} pod(s), cannot help ${CANNOT_HELP:-?}"
 }
 
 # The clean-up of the --kube mode: deletes the namespaces this script created, without

@@ -18,7 +18,13 @@
 #   HELLO_PATH_BIN   the binary [<repo>/target/release/hello-path-rs, built with
 #                    `cargo build --release` when missing or outdated]
 #   CARGO            cargo command [cargo]
-#   WATCH_INTERVAL, RETRY_INTERVAL, SHUTDOWN_DELAY   the server's settings [250ms, 500ms, 1s]
+#   WATCH_INTERVAL   the server's --watch-interval [unset: not passed, the binary's 1m: a
+#                    safety re-read only, since the file watch (inotify) puts a kubelet-style
+#                    update in use within milliseconds; a short one is a needless wake-up]
+#   RETRY_INTERVAL   its --retry-interval [500ms: the start-up wait wakes on a change of the
+#                    file anyway; this is how often the negative controls re-check, and
+#                    they are watched for only a few seconds]
+#   SHUTDOWN_DELAY   its --shutdown-delay [1s]
 #   PROBE_EVERY      the probe's interval [20ms]
 # shellcheck shell=bash
 # Variables set here are read by the scripts that source this file:
@@ -30,17 +36,25 @@ fi
 HELLO_PATH_LOCAL_LOADED=1
 
 # Settings for the local mode (short, so that a walkthrough takes seconds).
-WATCH_INTERVAL=${WATCH_INTERVAL:-250ms}
+WATCH_INTERVAL=${WATCH_INTERVAL:-}
 RETRY_INTERVAL=${RETRY_INTERVAL:-500ms}
 PROBE_EVERY=${PROBE_EVERY:-20ms}
 SHUTDOWN_DELAY=${SHUTDOWN_DELAY:-1s}
+
+# WATCH_ARGS: the --watch-interval option when WATCH_INTERVAL is set, else nothing.
+WATCH_ARGS=()
+if [[ -n "${WATCH_INTERVAL}" ]]; then
+  WATCH_ARGS=(--watch-interval "${WATCH_INTERVAL}")
+fi
 
 # The processes this script started (app_start, probe_start_local), for cleanup.
 STARTED_PIDS=()
 
 print_local_settings() {
   log "local mode: the binary ${HELLO_BIN} is the pod, on 127.0.0.1"
-  log "settings: --watch-interval ${WATCH_INTERVAL} --retry-interval ${RETRY_INTERVAL}" \
+  local watch="no --watch-interval (the binary's 1m safety re-read: the file watch delivers a change)"
+  [[ -z "${WATCH_INTERVAL}" ]] || watch="--watch-interval ${WATCH_INTERVAL}"
+  log "settings: --retry-interval ${RETRY_INTERVAL}, ${watch}," \
     "--shutdown-delay ${SHUTDOWN_DELAY} (restart); probe --every ${PROBE_EVERY} on /test"
 }
 

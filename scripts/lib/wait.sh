@@ -24,9 +24,10 @@ _check_fatal() {
 
 # wait_for WHAT TIMEOUT_S POLL_S COMMAND [ARG...]
 #   Runs COMMAND every POLL_S seconds until it succeeds. Unless it holds at once, says what
-#   it waits for; every 5 s from the start, what it waits for and the elapsed seconds (a
-#   ticker in the background, so that a slow round of COMMAND, the first one included,
-#   cannot hold that line back); returns 1 with one warning after TIMEOUT_S.
+#   it waits for, and how often it polls; every 5 s from the start, what it waits for and
+#   the elapsed seconds (a ticker in the background, so that a slow round of COMMAND, the
+#   first one included, cannot hold that line back); returns 1 with one warning after
+#   TIMEOUT_S.
 #   Sets WAITED_MS. Never waits unbounded as long as COMMAND is bounded: the kubectl calls
 #   of a poll go through kube_poll / kube_t.
 wait_for() {
@@ -41,7 +42,7 @@ wait_for() {
     return 0
   fi
   _check_fatal
-  log "waiting for ${what} (at most ${timeout}s)"
+  log "waiting for ${what} (at most ${timeout}s, polling every ${poll}s)"
   while :; do
     sleep "${poll}"
     if "$@"; then
@@ -116,9 +117,14 @@ _ticker_start() {
   ) </dev/null &
   WAIT_TICKER=$!
 }
+# _ticker_stop — ends the ticker with SIGKILL, not SIGTERM: a TERM that reaches it before it
+#   has reset the traps it inherited is caught for the script's trap, which the ticker then
+#   removes, and is lost: the ticker went on and the `wait` below never returned (a wait_for
+#   whose command held at once, once in a few thousand). The ticker has nothing to clean up,
+#   and its PID cannot be another process's until it is reaped here.
 _ticker_stop() {
   [[ -n "${WAIT_TICKER}" ]] || return 0
-  kill -TERM "${WAIT_TICKER}" 2>/dev/null || true
+  kill -KILL "${WAIT_TICKER}" 2>/dev/null || true
   wait "${WAIT_TICKER}" 2>/dev/null || true
   WAIT_TICKER=""
 }
