@@ -2,56 +2,43 @@
 # nudge.sh — have the kubelet deliver a changed Secret to the running pods now, instead of
 # on its next periodic sync of each pod (a minute or more later).
 #
-# The kubelet rewrites a pod's Secret volumes whenever it syncs the pod, and it syncs a pod
-# as soon as the pod object changes. So after a Secret changed, this script annotates each
-# running pod that mounts the Secret as a volume (directly, or as a source of a projected
-# volume; in any container, init containers included) with the Secret's resourceVersion:
-#     secret.nudge.hello-path-rs/SECRET: "RESOURCE_VERSION"
-# (a Secret name longer than 63 characters is cut to 52, plus "-" and 10 hex digits of its
-# sha256). Only the pods are annotated, never a pod template: no new pod, no rollout, no
-# restart. A pod that already has the current resourceVersion is left alone, so a second
-# run without a Secret change changes nothing, and says so.
-# What the kubelet cannot change is reported with the cure: a process that reads the
-# Secret through `env` (secretKeyRef) or `envFrom` (secretRef), or a file mounted with
-# `subPath`, keeps the old value until its pod is replaced, by `kubectl rollout restart`
-# of the pod's Deployment, StatefulSet or DaemonSet (else its direct owner is named).
-# Works on any workload; needs only bash 4.4 or later, coreutils and kubectl (1.15 or later).
+# The kubelet rewrites a pod's Secret volumes whenever it syncs the pod, and syncs a pod as
+# soon as the pod object changes. So this annotates each running pod that mounts SECRET as
+# a volume (directly or through a projected volume, in any container, init containers too)
+# with the Secret's resourceVersion: `secret.nudge.hello-path-rs/SECRET: "RV"` (a name
+# longer than 63 characters becomes its first 52, "-" and 10 hex digits of its sha256).
+# Pods only, never a pod template: no new pod, no rollout, no restart. A pod that has the
+# current resourceVersion is left alone: a second run without a change changes nothing.
+# What the kubelet cannot change is reported with the cure: `env` (secretKeyRef), `envFrom`
+# and `subPath` consumers keep the old value until their pod is replaced (`kubectl rollout
+# restart` of the Deployment, StatefulSet or DaemonSet; else the direct owner is named).
+# Any workload; needs only bash 4.4 or later, coreutils and kubectl (1.15 or later).
 #
 # Usage: scripts/nudge.sh SECRET [-n|--namespace NS] [--context NAME] [--dry-run] [-h|--help]
-#   SECRET            the Secret's name
-#   -n, --namespace   its namespace (default: the namespace of the kubectl context)
+#   -n, --namespace   the Secret's namespace (default: the kubectl context's)
 #   --context NAME    the kubeconfig context (default: the current one)
 #   --dry-run         read what is needed and say what would be done; patch nothing
 #
-# Output, on stdout: one line per pod, its first word saying what happened:
-#   nudged pod/NAME KEY=RV (...)    annotated now (with --dry-run: would-nudge)
-#   unchanged pod/NAME ...          already annotated with the current resourceVersion
-#   cannot-help pod/NAME: ...; cure: ...   reads the Secret through env, envFrom or subPath
-#                                   (a pod can be both nudged and reported, for each use)
-#   skipped pod/NAME: ...           not running (pending, finished, terminating), or its
-#                                   Secret volume is mounted by no container
-#   gone pod/NAME ...               deleted between the list and the patch
-# then one sentence, then the summary as the last line (values never hold spaces):
+# Output: one line a pod, its first word what happened — nudged (would-nudge with
+# --dry-run), unchanged, cannot-help (with the cure; a pod can be nudged and reported),
+# skipped (not running, terminating, or no container mounts the volume), gone (deleted
+# between the list and the patch) — then a sentence, then the last line:
 #   NUDGE secret=NAME nudged=N unchanged=N cannot_help=N skipped=N namespace=NS
 #         resource_version=RV dry_run=true|false
 #
 # Environment:
 #   KUBECTL                 the kubectl command; may hold spaces, e.g. "k3s kubectl" [kubectl]
-#   NUDGE_REQUEST_TIMEOUT   seconds an API request may take (kubectl --request-timeout);
-#                           a whole kubectl call is cut off by timeout(1) after 4 times
-#                           that plus 5 s [10]
+#   NUDGE_REQUEST_TIMEOUT   seconds an API request may take (--request-timeout); a whole
+#                           kubectl call is cut off after 4 times that plus 5 s [10]
 #
-# Permissions (k8s/nudge-rbac has this Role): get secrets; list pods (to find them); get
-# and patch pods (`kubectl patch` GETs each pod before it PATCHes it); get replicasets.apps
-# (to name the Deployment of a pod in a cure).
+# Permissions (the Role of k8s/nudge-rbac): get secrets; list, get and patch pods (`kubectl
+# patch` GETs each pod first); get replicasets.apps (to name a pod's Deployment).
 #
 # Exit codes:
-#   0  did what could be done, also when there was nothing to nudge or only consumers it
-#      cannot help (the output says so)
+#   0  did what could be done (also: nothing to nudge, or only consumers it cannot help)
 #   1  the Secret was not found, or the API refused a request: one line on stderr naming
 #      the verb and the resource, e.g. `nudge.sh: error: the API refused to patch
-#      pods/web-1 in namespace shop (Forbidden)`; what could be done first is done and
-#      reported (a refused ReplicaSet only costs the Deployment's name in a cure)
+#      pods/web-1 in namespace shop (Forbidden)`, after doing what could be done
 #   2  bad arguments, or no cluster reachable
 set -o errexit -o nounset -o pipefail
 
@@ -61,47 +48,20 @@ readonly NAME_MAX=63 # the name part of an annotation key
 readonly HASH_LEN=10
 readonly DNS_LABEL='[a-z0-9]([-a-z0-9]*[a-z0-9])?'
 
-SECRET=""
-NS=""
-CONTEXT=""
-DRY_RUN=false
-REQUEST_TIMEOUT=10
+SECRET="" NS="" CONTEXT="" DRY_RUN=false REQUEST_TIMEOUT=10 TMP="" KEY="" RV=""
 KUBE=()
-TMP=""
-KEY=""
-RV=""
-
 # Per-pod findings (parse_pods), one entry per pod in each list.
-NUDGE_PODS=()
-NUDGE_WHY=()
-UNCHANGED_PODS=()
-HELP_PODS=()
-HELP_WHY=()
-HELP_OWNER=()
+NUDGE_PODS=() NUDGE_WHY=() UNCHANGED_PODS=() HELP_PODS=() HELP_WHY=() HELP_OWNER=()
 SKIPPED_LINES=()
 # The first refusal of the API (a message for the error line), or a lost cluster.
-REFUSAL=""
-LOST=""
-NUDGED=0
-GONE=0
+REFUSAL="" LOST="" NUDGED=0 GONE=0
 # ReplicaSet -> "Deployment NAME", "" (it has none) or "?" (it could not be read); each is
 # read once, and after one refusal none is.
 declare -A RS_OWNER=()
-RS_REFUSED=false
-CURE=""
-
+RS_REFUSED=false CURE=""
 # The pod parse_pods is reading.
-P_NAME=""
-P_PHASE=""
-P_STATE=""
-P_VALUE=""
-P_OWNER=""
-P_OWNER_IS_CONTROLLER=false
-P_PROJECTED=" "
-P_VOLUMES=()
-P_MOUNTED=()
-P_USES=()
-P_CANNOT=()
+P_NAME="" P_PHASE="" P_STATE="" P_VALUE="" P_OWNER="" P_OWNER_IS_CONTROLLER=false
+P_PROJECTED=" " P_VOLUMES=() P_MOUNTED=() P_USES=() P_CANNOT=()
 
 # usage — the header comment, up to `set -o`, without its "# ".
 usage() {
@@ -135,22 +95,9 @@ has_line() {
   return 1
 }
 error() { printf '%s: error: %s\n' "${PROG}" "$*" >&2; }
-die() {
-  local code=$1
-  shift
-  error "$@"
-  exit "${code}"
-}
-usage_error() {
-  error "$@"
-  printf "Try '%s --help'.\n" "$0" >&2
-  exit 2
-}
-cleanup() {
-  if [[ -n "${TMP}" && -d "${TMP}" ]]; then
-    rm -rf -- "${TMP}"
-  fi
-}
+die() { local code=$1; shift; error "$@"; exit "${code}"; }
+usage_error() { error "$@"; printf "Try '%s --help'.\n" "$0" >&2; exit 2; }
+cleanup() { [[ -z "${TMP}" || ! -d "${TMP}" ]] || rm -rf -- "${TMP}"; }
 
 parse_args() {
   while (($#)); do
@@ -230,18 +177,12 @@ last_error() {
 refusal() {
   local verb=$1 what=$2 line=$3 reason=error where="namespace ${NS}"
   [[ -z "${REFUSAL}" ]] || return 0
-  if [[ -z "${NS}" ]]; then
-    where="the context's namespace"
-    if [[ "${line}" =~ in\ the\ namespace\ \"([^\"]+)\" ]]; then
-      where="namespace ${BASH_REMATCH[1]}"
-    fi
+  [[ -n "${NS}" ]] || where="the context's namespace"
+  if [[ -z "${NS}" && "${line}" =~ in\ the\ namespace\ \"([^\"]+)\" ]]; then
+    where="namespace ${BASH_REMATCH[1]}"
   fi
-  if [[ "${line}" =~ Error\ from\ server\ \(([A-Za-z]+)\) ]]; then
-    reason=${BASH_REMATCH[1]}
-  fi
-  if [[ "${line}" =~ cannot\ ([a-z]+)\ resource\ \" ]]; then
-    verb=${BASH_REMATCH[1]}
-  fi
+  [[ ! "${line}" =~ Error\ from\ server\ \(([A-Za-z]+)\) ]] || reason=${BASH_REMATCH[1]}
+  [[ ! "${line}" =~ cannot\ ([a-z]+)\ resource\ \" ]] || verb=${BASH_REMATCH[1]}
   REFUSAL="the API refused to ${verb} ${what} in ${where} (${reason})"
 }
 
@@ -316,11 +257,7 @@ pods_template() {
 
 # in_container KIND NAME — "container app", "init container setup", ...
 in_container() {
-  case "$1" in
-    init) printf 'init container %s' "$2" ;;
-    ephemeral) printf 'ephemeral container %s' "$2" ;;
-    *) printf 'container %s' "$2" ;;
-  esac
+  case "$1" in init | ephemeral) printf '%s container %s' "$1" "$2" ;; *) printf 'container %s' "$2" ;; esac
 }
 
 # join SEP ITEM... — the items, separated by SEP.
@@ -342,16 +279,15 @@ classify_pod() {
   if ((${#P_VOLUMES[@]} == 0 && ${#P_CANNOT[@]} == 0)); then
     return 0 # not a consumer of this Secret
   fi
-  if [[ "${P_STATE}" == terminating ]]; then
-    SKIPPED_LINES+=("skipped pod/${P_NAME}: terminating")
-    return 0
-  fi
-  if [[ "${P_PHASE}" == Pending ]]; then
-    SKIPPED_LINES+=("skipped pod/${P_NAME}: Pending, not started: it reads the Secret as it is when it starts")
-    return 0
-  fi
-  if [[ "${P_PHASE}" != Running ]]; then
-    SKIPPED_LINES+=("skipped pod/${P_NAME}: ${P_PHASE}, not running")
+  local not_running=""
+  case "${P_STATE}/${P_PHASE}" in
+    terminating/*) not_running="terminating" ;;
+    */Pending) not_running="Pending, not started: it reads the Secret as it is when it starts" ;;
+    */Running) ;;
+    *) not_running="${P_PHASE}, not running" ;;
+  esac
+  if [[ -n "${not_running}" ]]; then
+    SKIPPED_LINES+=("skipped pod/${P_NAME}: ${not_running}")
     return 0
   fi
   if ((${#P_USES[@]})); then
