@@ -13,50 +13,39 @@
 #                   resolved at start and never updates a subPath mount
 #
 #   local (default)  a directory laid out and updated exactly as the kubelet's AtomicWriter
-#                    does (..data -> ..<timestamp>/, mysecret -> ..data/mysecret; an update
-#                    writes a new timestamped directory, renames a ..data_tmp symlink over
-#                    ..data and removes the old directory). The subPath control reads a hard
-#                    link of the file resolved at start — the same inode a bind mount keeps.
-#                    The process follows the file with its watch (inotify), which also
-#                    wakes its start-up wait: it serves milliseconds after the update.
-#                    --retry-interval 500ms, so that the controls re-check often while
-#                    they are watched; no --watch-interval (its 1m default is a safety net).
+#                    does (scripts/lib/kubelet-secret.sh); the subPath control reads a hard
+#                    link of the file resolved at start, the inode a bind mount keeps. The
+#                    file watch wakes the start-up wait: it serves milliseconds after the
+#                    update. --retry-interval 500ms, so that the controls re-check often.
 #   --kube           k8s/overlays/volume-reload, env-reload and subpath, each in its own
 #                    namespace, the Secrets patched together; the kubelet delivers the change
-#                    on its next sync (often 30-90 s), the wait prints its progress. "Ready"
-#                    is the pods' Ready condition (readiness probe every 1 s; the
-#                    Deployment's minReadySeconds delays only its availability, not that).
-#   --kube --nudge   the same, nudged: each Secret patched, then scripts/nudge.sh run on it
-#                    (same KUBECTL, --context, the scenario's namespace), which annotates the
-#                    running pods that mount it as a volume, so that the kubelet rewrites
-#                    their copy now. Rows reload-nudge, reload-env-nudge, reload-subpath-nudge.
-#                    The controls are patched and nudged first, the volume case last, so that
-#                    nothing else runs between its patch and its wait; its seconds are
-#                    counted from its `kubectl patch`, the nudge included. Its wait polls
-#                    every 0.2 s, for at most NUDGE_TIMEOUT. nudge.sh must nudge the volume
-#                    case's pods and report the controls' pods as consumers it cannot help
-#                    (env, subPath): they must still never see the new value.
+#                    on its next sync (often 30-90 s). "Ready" is the pods' Ready condition
+#                    (readiness probe every 1 s; minReadySeconds delays only availability).
+#   --kube --nudge   the same, each Secret patched, then scripts/nudge.sh run on it (same
+#                    KUBECTL, --context, namespace): rows reload-nudge, reload-env-nudge,
+#                    reload-subpath-nudge. The controls are patched and nudged first, the
+#                    volume case last, its seconds counted from its `kubectl patch`, the
+#                    nudge included, its wait polling every 0.2 s (at most NUDGE_TIMEOUT).
+#                    nudge.sh must nudge the volume case's pods and report the controls'
+#                    as consumers it cannot help: they must still never see the new value.
 # Reported per row: failed requests once the service had answered (expected 0), seconds from
 # the fix until it serves (controls: never), restarts (expected 0, same PID / pod).
 #
 # Usage:
 #   scripts/reload.sh [--kube [--context NAME] [--nudge]] [--no-controls] [-h|--help]
 #
-#   --nudge          (with --kube) the nudged delivery; locally there is nothing to nudge
-#                    (the kubelet-style update is written at once): a usage error
+#   --nudge          (with --kube) the nudged delivery; locally a usage error (the
+#                    kubelet-style update is written at once: nothing to nudge)
 #   --no-controls    run the volume case only
 #
-# Prints one CONTROL line per negative control (CONTROL scenario=reload-env ..., then
-# reload-subpath; with --nudge reload-env-nudge, reload-subpath-nudge), and ends with the
-# scenario's one RESULT line (RESULT scenario=reload ..., or reload-nudge; its verdict
-# covers the controls too). Format: scripts/lib/probe.sh.
+# Prints one CONTROL line per control (reload-env, reload-subpath; -nudge with --nudge),
+# then the RESULT line (reload[-nudge]; its verdict covers the controls; scripts/lib/probe.sh).
 # Exit status: 0 every outcome as expected, 1 otherwise, 2 bad arguments or no cluster.
 #
 # Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [unset], RETRY_INTERVAL [500ms],
 # CONTROL_SECONDS [3 locally, 30 with --kube: how long the controls are watched after the
 # volume case served]; KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT, SECRET_TIMEOUT,
-# NUDGE_TIMEOUT, KEEP_NAMESPACE (--kube) — see scripts/lib/local.sh and kube.sh for the
-# others.
+# NUDGE_TIMEOUT, KEEP_NAMESPACE (--kube): scripts/lib/local.sh and kube.sh.
 set -o errexit -o nounset -o pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
