@@ -58,7 +58,6 @@ source "${LIB_DIR}/kube.sh" # the same on a cluster: kubectl, namespaces, pods, 
 source "${LIB_DIR}/probe.sh" # what the probe measured, and the RESULT line
 
 CONTROLS=true
-NUDGE=false
 
 extra_arg() {
   case "$1" in
@@ -66,18 +65,10 @@ extra_arg() {
       CONTROLS=false
       EXTRA_SHIFT=1
       ;;
-    --nudge)
-      NUDGE=true
-      EXTRA_SHIFT=1
-      ;;
-    *) return 1 ;;
+    *) nudge_arg "$@" ;;
   esac
 }
-check_args() {
-  if [[ "${NUDGE}" == true && "${MODE}" != kube ]]; then
-    usage_error "--nudge needs --kube: locally the kubelet-style update is written at once"
-  fi
-}
+check_args() { nudge_check; }
 
 _logged() { grep -qF "$2" "$1"; }
 _both_logged() { _logged "$1" "$3" && _logged "$2" "$3"; }

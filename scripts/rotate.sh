@@ -52,22 +52,8 @@ source "${LIB_DIR}/kube.sh" # the same on a cluster: kubectl, namespaces, pods, 
 source "${LIB_DIR}/probe.sh" # what the probe measured, and the RESULT line
 
 readonly METRIC_BAD='hello_path_secret_last_reload_successful 0'
-NUDGE=false
-
-extra_arg() {
-  case "$1" in
-    --nudge)
-      NUDGE=true
-      EXTRA_SHIFT=1
-      ;;
-    *) return 1 ;;
-  esac
-}
-check_args() {
-  if [[ "${NUDGE}" == true && "${MODE}" != kube ]]; then
-    usage_error "--nudge needs --kube: locally the kubelet-style update is written at once"
-  fi
-}
+extra_arg() { nudge_arg "$@"; }
+check_args() { nudge_check; }
 
 _logged() { grep -qF "$2" "$1"; }
 _says() { http_get "$1" "$2" | has "$3"; }

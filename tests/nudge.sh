@@ -43,8 +43,8 @@ readonly SHOP_RV=48213
 readonly SHOP_VOLUME_PODS=(api-0 gateway-9c8b7d6f5-h4j6k mixed-6f8d9c7b5-t6y2u node-agent-x7p2q
   web-6d8f7c9b54-2xkqp web-6d8f7c9b54-7hn4t worker-5c7b9d8f6-k2m9x)
 readonly SHOP_UP_TO_DATE=web-6d8f7c9b54-r5wzm # annotated with ${SHOP_RV} already
-PASSED=0
-FAILED=0
+# shellcheck source=tests/lib/tap.sh
+source "${ROOT}/tests/lib/tap.sh"
 WORK=""
 SERVER_PID=""
 CASE=""
@@ -69,32 +69,21 @@ cleanup() {
   fi
 }
 
-pass() {
-  PASSED=$((PASSED + 1))
-  printf 'ok - %s\n' "$*"
+# case_details — what the last run printed and asked for, under a failed check.
+case_details() {
+  [[ -n "${CASE}" && -f "${CASE}/out" ]] || return 0
+  printf '    exit %s; stdout:\n' "${RC}"
+  sed 's/^/      /' "${CASE}/out"
+  printf '    stderr:\n'
+  sed 's/^/      /' "${CASE}/err"
+  printf '    requests:\n'
+  requests | sed 's/^/      /'
 }
-# fail WHAT — a failed check, with what the last run printed and asked for.
-fail() {
-  FAILED=$((FAILED + 1))
-  printf 'not ok - %s\n' "$*"
-  if [[ -n "${CASE}" && -f "${CASE}/out" ]]; then
-    printf '    exit %s; stdout:\n' "${RC}"
-    sed 's/^/      /' "${CASE}/out"
-    printf '    stderr:\n'
-    sed 's/^/      /' "${CASE}/err"
-    printf '    requests:\n'
-    requests | sed 's/^/      /'
-  fi
-}
-# check WHAT COMMAND... — one test line from a command's status.
+# check WHAT COMMAND... — tap.sh's check, with the case's details under a failure.
 check() {
   local what=$1
   shift
-  if "$@"; then
-    pass "${what}"
-  else
-    fail "${what}"
-  fi
+  if "$@"; then ok "${what}"; else not_ok "${what}"; case_details; fi
 }
 
 # server_start NAME FIXTURE_DIR [FAKE-ARG...] — a fresh fake API server for case NAME
@@ -492,8 +481,7 @@ main() {
   server_stop
   test_recorded_answers
 
-  printf '%d passed, %d failed\n' "${PASSED}" "${FAILED}"
-  [[ "${FAILED}" -eq 0 ]]
+  tap_summary
 }
 
 main "$@"

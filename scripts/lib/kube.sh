@@ -242,6 +242,17 @@ kube_secret_set() {
   log "Secret ${NS}/hello-path-secret: mysecret set to a new value ($(printf '%s' "$1" | sed 's/./*/g'))"
 }
 
+# --nudge, for the scenarios that have a nudged variant (reload, rotate): nudge_arg ARG
+#   takes it (for a script's extra_arg: sets NUDGE, EXTRA_SHIFT), nudge_check refuses it
+#   without --kube (for its check_args).
+NUDGE=false
+nudge_arg() { [[ "$1" == --nudge ]] && NUDGE=true EXTRA_SHIFT=1; }
+nudge_check() {
+  if [[ "${NUDGE}" == true && "${MODE}" != kube ]]; then
+    usage_error "--nudge needs --kube: locally the kubelet-style update is written at once"
+  fi
+}
+
 # kube_nudge — runs scripts/nudge.sh for Secret hello-path-secret in NS, through the same
 #   KUBECTL and --context: it annotates the running pods that mount the Secret as a volume,
 #   so that the kubelet rewrites their copy now rather than on its next periodic sync, and
