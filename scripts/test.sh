@@ -8,7 +8,8 @@
 #
 # Usage: scripts/test.sh [--prepare] [--only STEP[,STEP...]]
 #   --prepare   install what the tests need (as root: apt-get, rustup), then exit
-#   --only      run only these steps: rust, shellcheck, python (ruff and the unit tests of
+#   --only      run only these steps: rust, shellcheck (and tests/executables.sh: every
+#               script the docs name runs as typed), python (ruff and the unit tests of
 #               bench/), manifests, nudge (scripts/nudge.sh against a fake API server),
 #               image, multiarch, walkthrough (the scenario scripts: tests/timeline.sh,
 #               cleanup.sh, walkthrough.sh), bench (a quick smoke run of scripts/bench.sh,
@@ -152,6 +153,7 @@ step_shellcheck() {
     while read -r f; do head -n1 "$f" | grep -qE '^#!.*(ba)?sh' && echo "$f"; done)
   (cd "$ROOT" && shellcheck -x "${files[@]}")
   echo "shellcheck: ${#files[@]} scripts clean"
+  run_tests executables.sh
 }
 
 # run_tests FILE... — tests/FILE, each in turn (every one runs); fails when one failed.
