@@ -18,7 +18,7 @@ changed Secret file in place.
 
 USAGE:
   hello-path-rs [OPTIONS]
-  hello-path-rs probe URL [--for DUR] [--every DUR] [--timeout DUR] [--expect TEXT]
+  hello-path-rs probe URL [URL...] [--for DUR] [--every DUR] [--timeout DUR] [--expect TEXT]
 
 OPTIONS (one or two dashes; values after a space or '='):
   --listen-addr ADDR      where to serve [default: 0.0.0.0:8080]
@@ -118,7 +118,8 @@ pub(crate) struct Config {
 /// Configuration of the `probe` subcommand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProbeConfig {
-    pub(crate) url: String,
+    /// The URLs, asked in turn (one request every `every`).
+    pub(crate) urls: Vec<String>,
     pub(crate) duration: Duration,
     pub(crate) every: Duration,
     pub(crate) timeout: Duration,
@@ -267,17 +268,26 @@ fn parse_probe(args: Vec<String>) -> Result<ProbeConfig, UsageError> {
     let timeout =
         value(&mut p, "--timeout", parse_positive_duration)?.unwrap_or(Duration::from_secs(1));
     let expect = value(&mut p, "--expect", |s| Ok(s.to_string()))?;
-    let url: Option<String> = p.opt_free_from_str().map_err(|e| usage(e.to_string()))?;
-    let url =
-        url.ok_or_else(|| usage("probe needs a URL, e.g. probe http://127.0.0.1:8080/test"))?;
-    reject_leftovers(p)?;
-    if !url.starts_with("http://") {
-        return Err(usage(format!(
-            "invalid probe URL '{url}': only http:// URLs are supported"
-        )));
+    let mut urls = Vec::new();
+    for a in p.finish() {
+        let a = a.to_string_lossy().into_owned();
+        if a.starts_with('-') && a.len() > 1 {
+            return Err(usage(format!("unknown option {a}")));
+        }
+        if !a.starts_with("http://") {
+            return Err(usage(format!(
+                "invalid probe URL '{a}': only http:// URLs are supported"
+            )));
+        }
+        urls.push(a);
+    }
+    if urls.is_empty() {
+        return Err(usage(
+            "probe needs a URL, e.g. probe http://127.0.0.1:8080/test",
+        ));
     }
     Ok(ProbeConfig {
-        url,
+        urls,
         duration,
         every,
         timeout,
@@ -716,7 +726,7 @@ mod tests {
             "hello",
         ]) {
             Ok(Command::Probe(c)) => {
-                assert_eq!(c.url, "http://10.0.0.1/test");
+                assert_eq!(c.urls, ["http://10.0.0.1/test"]);
                 assert_eq!(c.duration, Duration::from_secs(60));
                 assert_eq!(c.every, Duration::from_millis(50));
                 assert_eq!(c.timeout, Duration::from_secs(1));
@@ -730,6 +740,13 @@ mod tests {
         );
         assert!(
             matches!(p(&["probe", "http://x/", "--bogus"]), Err(UsageError(m)) if m == "unknown option --bogus")
+        );
+        match p(&["probe", "http://10.0.0.1:8080/", "http://10.0.0.2:8080/"]) {
+            Ok(Command::Probe(c)) => assert_eq!(c.urls.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(p(&["probe", "http://x/", "x/"]), Err(UsageError(m)) if m.contains("only http://"))
         );
     }
 }
