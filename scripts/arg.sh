@@ -37,12 +37,12 @@ run_local() {
   local pid=${APP_PID} logf=${APP_LOG} port
   app_wait_ready "${pid}" "${logf}" 10 || true
   port=$(app_port "${logf}")
-  local failed=0 total=0 served=0 timeline=- cmdline="" exposed=false
+  local failed=0 total=0 served=0 kinds=- timeline=- cmdline="" exposed=false
   if [[ -n "${port}" ]]; then
     probe_start_local arg "${port}"
     probe_wait_seconds "${PROBE_OUT}" 2 || true
     probe_stop "${PROBE_PID}"
-    read -r failed total served < <(probe_counts "${PROBE_OUT}")
+    read -r failed total served kinds < <(probe_counts "${PROBE_OUT}")
     timeline=$(probe_timeline "${PROBE_OUT}" "${PROBE_T0}")
   fi
   if [[ -r "/proc/${pid}/cmdline" ]]; then
@@ -62,7 +62,7 @@ run_local() {
     verdict=unexpected
     note="the value was not found in /proc/${pid}/cmdline"
   fi
-  result arg "${failed}" "${total}" - 0 "${pid}" "${verdict}" "${timeline}" "${note}"
+  result arg "${failed}" "${total}" - 0 "${pid}" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
@@ -80,8 +80,8 @@ run_kube() {
   log "the exposure: kubectl get deployment hello-path -o jsonpath='{..args}' reads: ${args}"
   [[ "${args}" == *4321* ]] && exposed=true
 
-  local failed total served timeline restarts names verdict=ok
-  read -r failed total served < <(probe_counts "${WORK_DIR}/probe.out")
+  local failed total served kinds=- timeline restarts names verdict=ok
+  read -r failed total served kinds < <(probe_counts "${WORK_DIR}/probe.out")
   timeline=$(probe_timeline "${WORK_DIR}/probe.out" "${PROBE_T0}")
   restarts=$(kube_restarts "$(kube_uids)")
   names=$(kube_names)
@@ -96,7 +96,7 @@ run_kube() {
     verdict=unexpected
     note="the value was not found in the container args"
   fi
-  result arg "${failed}" "${total}" - "${restarts}" "${names}" "${verdict}" "${timeline}" "${note}"
+  result arg "${failed}" "${total}" - "${restarts}" "${names}" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 

@@ -47,8 +47,8 @@ run_local() {
   probe_wait_seconds "${PROBE_OUT}" 2 || true
   probe_stop "${PROBE_PID}"
 
-  local failed total served timeline verdict=ok note
-  read -r failed total served < <(probe_counts "${PROBE_OUT}")
+  local failed total served kinds=- timeline verdict=ok note
+  read -r failed total served kinds < <(probe_counts "${PROBE_OUT}")
   timeline=$(probe_timeline "${PROBE_OUT}" "${PROBE_T0}")
   note="exit ${rc} with the FATAL line, never serves; no kubelet here to restart it (in a cluster: CrashLoopBackOff)"
   if [[ "${rc}" != 1 ]]; then
@@ -61,7 +61,7 @@ run_local() {
     verdict=unexpected
     note="something answered on port ${port}"
   fi
-  result no-arg "${failed}" "${total}" - 0 - "${verdict}" "${timeline}" "${note}"
+  result no-arg "${failed}" "${total}" - 0 - "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
@@ -91,8 +91,8 @@ run_kube() {
     ever_ready=true
   fi
   kube_probe_collect "${WORK_DIR}/probe.out"
-  local failed total served timeline restarts verdict=ok note
-  read -r failed total served < <(probe_counts "${WORK_DIR}/probe.out")
+  local failed total served kinds=- timeline restarts verdict=ok note
+  read -r failed total served kinds < <(probe_counts "${WORK_DIR}/probe.out")
   timeline=$(probe_timeline "${WORK_DIR}/probe.out" "${PROBE_T0}")
   restarts=$(kube_restarts "${base}")
   note="the FATAL line, CrashLoopBackOff (${restarts} restarts so far), never Ready, never serves"
@@ -106,7 +106,7 @@ run_kube() {
     verdict=unexpected
     note="the pod was Ready or the Service answered"
   fi
-  result no-arg "${failed}" "${total}" - "${restarts}" - "${verdict}" "${timeline}" "${note}"
+  result no-arg "${failed}" "${total}" - "${restarts}" - "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 kube_snapshot_nonempty() { [[ -n "$(kube_snapshot)" ]]; }

@@ -61,7 +61,7 @@ run_local() {
   log "2. the Secret is fixed (4321) and the app is redeployed again"
   t2=$(now_ms)
   local_start_fixed v3 "${port}" "${t1}" "${t2}"
-  local failed=${FAILED} total=${TOTAL} timeline=${TIMELINE} verdict=ok note seconds restarts
+  local failed=${FAILED} total=${TOTAL} kinds=${KINDS} timeline=${TIMELINE} verdict=ok note seconds restarts
   seconds=$(fmt_secs $((T_READY - t2)))
   # Processes started after the first one: the crashing and the fixed redeploy.
   restarts=$((APP_SEQ - starts0))
@@ -77,7 +77,7 @@ run_local() {
     verdict=unexpected
     note="no failed request measured during the redeploys"
   fi
-  result redeploy "${failed}" "${total}" "${seconds}" "${restarts}" "${FIXED_PID}" "${verdict}" "${timeline}" "${note}"
+  result redeploy "${failed}" "${total}" "${seconds}" "${restarts}" "${FIXED_PID}" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
@@ -127,8 +127,8 @@ run_kube() {
   kube_probe_wait_seconds 3 || true
   kube_probe_collect "${WORK_DIR}/probe.out"
 
-  local failed total timeline seconds restarts verdict=ok note names
-  read -r failed total _ < <(probe_counts "${WORK_DIR}/probe.out")
+  local failed total kinds=- timeline seconds restarts verdict=ok note names
+  read -r failed total _ kinds < <(probe_counts "${WORK_DIR}/probe.out")
   timeline=$(probe_timeline "${WORK_DIR}/probe.out" "${PROBE_T0}" "${t1}" "${t2}")
   seconds=$(fmt_secs $((t_ready - t2)))
   restarts=$(kube_restarts "${base}")
@@ -145,7 +145,7 @@ run_kube() {
     verdict=unexpected
     note="no failed request measured during the redeploys"
   fi
-  result redeploy "${failed}" "${total}" "${seconds}" "${restarts}" "${names}" "${verdict}" "${timeline}" "${note}"
+  result redeploy "${failed}" "${total}" "${seconds}" "${restarts}" "${names}" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 

@@ -79,8 +79,8 @@ _last_attempt() { grep -o 'RELOAD([0-9]*)' "$1" | tail -n 1 | tr -dc '0-9'; }
 # A control is right when it never served, still runs (same PID) and kept re-checking.
 control_result() {
   local row=$1 pid=$2 logf=$3 probe=$4 t0=$5 tfix=$6 before=$7 what=$8
-  local failed total served timeline after verdict=ok note
-  read -r failed total served < <(probe_counts "${probe}")
+  local failed total served kinds=- timeline after verdict=ok note
+  read -r failed total served kinds < <(probe_counts "${probe}")
   timeline=$(probe_timeline "${probe}" "${t0}" "${tfix}")
   after=$(_count_reload "${logf}")
   note="${what}: still waiting ($(_last_attempt "${logf}" | sed 's/^/RELOAD(/;s/$/)/') nok), same PID ${pid}, never served: only a restart helps"
@@ -94,7 +94,7 @@ control_result() {
     verdict=unexpected
     note="${what}: it stopped re-checking after the fix"
   fi
-  control_row "${row}" "${failed}" "${total}" never 0 "${pid}" "${verdict}" "${timeline}" "${note}"
+  control_row "${row}" "${failed}" "${total}" never 0 "${pid}" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
@@ -178,8 +178,8 @@ run_local() {
     ((rc_env == 0 && rc_sub == 0)) || controls_ok=false
   fi
 
-  local failed total served timeline seconds verdict=ok note
-  read -r failed total served < <(probe_counts "${probe_vol}")
+  local failed total served kinds=- timeline seconds verdict=ok note
+  read -r failed total served kinds < <(probe_counts "${probe_vol}")
   timeline=$(probe_timeline "${probe_vol}" "${t0_vol}" "${t_fix}")
   seconds=$(fmt_secs $((t_ready - t_fix)))
   note="waited (RELOAD, no listener), served $(fmt_secs $((t_ready - t_fix)))s after the kubelet-style update, same PID ${pid_vol}: no restart"
@@ -192,12 +192,12 @@ run_local() {
     note="PID ${pid_vol} is gone"
   elif ((failed != 0)); then
     verdict=unexpected
-    note="${failed} requests failed after it had served"
+    note="${failed} requests failed after it had served: $(kinds_words "${kinds}")"
   elif [[ "${controls_ok}" != true ]]; then
     verdict=unexpected
     note="served $(fmt_secs $((t_ready - t_fix)))s after the fix, but a negative control went wrong (see its CONTROL row)"
   fi
-  result reload "${failed}" "${total}" "${seconds}" 0 "${pid_vol}" "${verdict}" "${timeline}" "${note}"
+  result reload "${failed}" "${total}" "${seconds}" 0 "${pid_vol}" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
@@ -231,10 +231,10 @@ _kube_controls_ready() {
 kube_control_result() {
   local row=$1 base=$4 tfix=$5 what=$6 nudged=${7:-} helpless=${8:-} why=${9:-}
   NS=$2
-  local failed total served timeline restarts uids pod last replicas verdict=ok note nudge_note=""
+  local failed total served kinds=- timeline restarts uids pod last replicas verdict=ok note nudge_note=""
   PROBE_POD="probe-${row}"
   kube_probe_collect "${WORK_DIR}/probe-${row}.out"
-  read -r failed total served < <(probe_counts "${WORK_DIR}/probe-${row}.out")
+  read -r failed total served kinds < <(probe_counts "${WORK_DIR}/probe-${row}.out")
   timeline=$(probe_timeline "${WORK_DIR}/probe-${row}.out" "$3" "${tfix}")
   uids=$(kube_uids)
   restarts=$(kube_restarts "${base}")
@@ -253,7 +253,7 @@ kube_control_result() {
     verdict=unexpected
     note="${what}: nudge.sh nudged ${nudged} and reported ${helpless} of ${replicas} pods as consumers it cannot help (expected 0 and ${replicas})"
   fi
-  control_row "${row}" "${failed}" "${total}" never "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
+  control_row "${row}" "${failed}" "${total}" never "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
@@ -292,7 +292,9 @@ run_kube() {
   done
   NS=${ns_vol}
   base_vol=$(kube_uids)
-  kube_probe_start "${row}"
+  local -a witness
+  mapfile -t witness < <(kube_pod_urls /test)
+  kube_probe_start "${row}" /test "${witness[@]}"
   local t0_vol=${PROBE_T0} t0_env="" t0_sub=""
   if [[ "${CONTROLS}" == true ]]; then
     NS=${ns_env}
@@ -354,8 +356,8 @@ run_kube() {
   PROBE_POD="probe-${row}"
   kube_probe_wait_seconds 2 || true
   kube_probe_collect "${WORK_DIR}/probe.out"
-  local failed total served timeline seconds restarts uids verdict=ok note
-  read -r failed total served < <(probe_counts "${WORK_DIR}/probe.out")
+  local failed total served kinds=- timeline seconds restarts uids verdict=ok note
+  read -r failed total served kinds < <(probe_counts "${WORK_DIR}/probe.out")
   timeline=$(probe_timeline "${WORK_DIR}/probe.out" "${t0_vol}" "${t_fix}")
   seconds=$(fmt_secs $((t_ready - t_fix)))
   uids=$(kube_uids)
@@ -372,18 +374,24 @@ run_kube() {
   elif [[ "${uids}" != "${base_vol}" || "${restarts}" != 0 ]]; then
     verdict=unexpected
     note="the pods were replaced or restarted"
-  elif [[ "${served}" != 1 || "${failed}" != 0 ]]; then
+  elif [[ "${served}" != 1 ]]; then
     verdict=unexpected
-    note="${failed} requests failed after the service had answered (served=${served})"
+    note="Ready, but no request through the Service's ClusterIP was ever answered"
   elif [[ "${NUDGE}" == true && "${nudged_vol}" != "${replicas}" ]]; then
     verdict=unexpected
     note="Ready ${seconds}s after the patch, but nudge.sh nudged ${nudged_vol} of its ${replicas} pods"
   elif [[ "${controls_ok}" != true ]]; then
     verdict=unexpected
     note="Ready ${seconds}s after the fix, but a negative control went wrong (see its CONTROL row)"
+  elif ((failed > 0)); then
+    kube_witness_collect "${WORK_DIR}/witness.out"
+    verdict=unexpected
+    note="${failed} of ${total} requests failed after the service had first answered: $(kinds_words "${kinds}")"
+    ! network_verdict "${failed}" "${kinds}" "${WORK_DIR}/witness.out" ||
+      verdict=ok-network note="Ready ${seconds}s after the fix, same pods, no restart; ${NETWORK_NOTE}"
   fi
-  result "${row}" "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
-  [[ "${verdict}" == ok ]]
+  result "${row}" "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${kinds}" "${note}"
+  verdict_ok "${verdict}"
 }
 
 main() { scenario_main "$@"; }

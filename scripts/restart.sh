@@ -79,7 +79,7 @@ run_local() {
   log "2. the Secret is fixed (4321) and the app is restarted again"
   t2=$(now_ms)
   local_start_fixed v3 "${port}" "${t1}" "${t2}" --shutdown-delay "${SHUTDOWN_DELAY}"
-  local failed=${FAILED} total=${TOTAL} timeline=${TIMELINE} verdict=ok note seconds restarts
+  local failed=${FAILED} total=${TOTAL} kinds=${KINDS} timeline=${TIMELINE} verdict=ok note seconds restarts
   seconds=$(fmt_secs $((T_READY - t2)))
   # Processes started after the first one: the crashing and the fixed restart.
   restarts=$((APP_SEQ - starts0))
@@ -98,7 +98,7 @@ run_local() {
     verdict=unexpected
     note="no failed request measured although one process was stopped and started"
   fi
-  result restart "${failed}" "${total}" "${seconds}" "${restarts}" "${FIXED_PID}" "${verdict}" "${timeline}" "${note}"
+  result restart "${failed}" "${total}" "${seconds}" "${restarts}" "${FIXED_PID}" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
@@ -143,8 +143,8 @@ run_kube() {
   kube_probe_wait_seconds 8 || true # the old pods drain for 5 s after the rollout
   kube_probe_collect "${WORK_DIR}/probe.out"
 
-  local failed total timeline seconds restarts names now_uids verdict=ok note replaced=true
-  read -r failed total _ < <(probe_counts "${WORK_DIR}/probe.out")
+  local failed total kinds=- timeline seconds restarts names now_uids verdict=ok note replaced=true
+  read -r failed total _ kinds < <(probe_counts "${WORK_DIR}/probe.out")
   timeline=$(probe_timeline "${WORK_DIR}/probe.out" "${PROBE_T0}" "${t1}" "${t2}")
   seconds=$(fmt_secs $((t_done - t2)))
   now_uids=$(kube_uids)
@@ -169,7 +169,7 @@ run_kube() {
     verdict=unexpected
     note="after the rollout some pods are still the old ones"
   fi
-  result restart "${failed}" "${total}" "${seconds}" "${restarts}" "${names}" "${verdict}" "${timeline}" "${note}"
+  result restart "${failed}" "${total}" "${seconds}" "${restarts}" "${names}" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 

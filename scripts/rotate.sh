@@ -97,8 +97,8 @@ run_local() {
   probe_wait_seconds "${PROBE_OUT}" 2 || true
   probe_stop "${PROBE_PID}"
 
-  local failed total served timeline seconds verdict=ok note
-  read -r failed total served < <(probe_counts "${PROBE_OUT}")
+  local failed total served kinds=- timeline seconds verdict=ok note
+  read -r failed total served kinds < <(probe_counts "${PROBE_OUT}")
   timeline=$(probe_timeline "${PROBE_OUT}" "${PROBE_T0}" "${t1}" "${t2}")
   seconds=$(fmt_secs $((t_new - t1)))
   note="5678 in use as generation 2 after ${seconds}s, then 9999 rejected (last_reload_successful 0) while serving on; same PID ${pid}"
@@ -116,7 +116,7 @@ run_local() {
     verdict=unexpected
     note="${failed} requests failed during the rotation"
   fi
-  result rotate "${failed}" "${total}" "${seconds}" 0 "${pid}" "${verdict}" "${timeline}" "${note}"
+  result rotate "${failed}" "${total}" "${seconds}" 0 "${pid}" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 
@@ -209,8 +209,8 @@ run_kube() {
   kube_probe_wait_seconds 3 || true
   kube_probe_collect "${WORK_DIR}/probe.out"
 
-  local failed total served timeline seconds restarts uids verdict=ok note
-  read -r failed total served < <(probe_counts "${WORK_DIR}/probe.out")
+  local failed total served kinds=- timeline seconds restarts uids verdict=ok note
+  read -r failed total served kinds < <(probe_counts "${WORK_DIR}/probe.out")
   timeline=$(probe_timeline "${WORK_DIR}/probe.out" "${PROBE_T0}" "${t1}" "${t2}")
   seconds=$(fmt_secs $((t_new - t1)))
   uids=$(kube_uids)
@@ -239,7 +239,7 @@ run_kube() {
     verdict=unexpected
     note="nudge.sh nudged ${NUDGES[0]:-?} and then ${NUDGES[1]:-?} of the ${replicas} pods (expected all, both times)"
   fi
-  result "${row}" "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${note}"
+  result "${row}" "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
 }
 

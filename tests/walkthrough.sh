@@ -30,6 +30,13 @@
 #      never get the file after the nudge exit 1; a call of nudge.sh the fake has no
 #      recording for fails. In the fake's cluster the kubelet delivers a changed Secret
 #      only after a nudge, so a nudged row is ok only if the nudge worked.
+#   7. reload.sh --kube whose probe through the Service loses requests (the fake's
+#      STUB_NETWORK): connect timeouts that the witness (the pods asked directly) never saw
+#      are `ok-network`, named as the network's with the k3s explanation, and exit 0, in the
+#      walkthrough too, whose legend explains the verdict; the same timeouts seen by the
+#      witness too, or resets, stay `unexpected` (exit 1); the RESULT line carries the
+#      failures by kind, and no output says `served=`; pods that cannot get their image
+#      stop a scenario with the cure (scripts/load-image.sh).
 #      The fake cannot evaluate nudge.sh's go-templates: it answers nudge.sh's calls with
 #      what the real kubectl printed for them (tests/fixtures/nudge-answers/, recorded by
 #      tests/lib/nudge-answers.sh). scripts/nudge.sh itself — every kind of consumer,
@@ -414,6 +421,42 @@ test_kube_nudged() {
     test "${rc}" -eq 1 -a -n "$(grep -F 'no recorded answer' <<<"${err}")"
 }
 
+test_kube_network() {
+  local line out
+  run_dry net-timeouts STUB_NETWORK=timeouts -- reload --no-controls
+  out="${WORK}/net-timeouts.out"
+  line=$(result_of "${out}" reload)
+  check "reload --kube, connect timeouts the pods never saw: exit ${RC}, verdict ok-network, failures by kind (${line:-no RESULT})" \
+    test "${RC}" -eq 0 -a "$(field "${line}" verdict)" = ok-network -a \
+    "$(field "${line}" failures)" = "connect_timeout:$(field "${line}" failed)" -a "$(field "${line}" failed)" -gt 0
+  check "ok-network: the note blames the network in words, with the k3s explanation and how to confirm it" \
+    test -n "$(grep -F "the app held, the cluster's network did not" <<<"${line}" | grep -F 'kube-router#1453' | grep -F 'conntrack -L')"
+  check "the probe pod has a witness asking each pod directly" \
+    grep -qE 'its witness: http://10[.]42[.]0[.]11:8080/test http://10[.]42[.]0[.]12:8080/test' "${WORK}/net-timeouts.out"
+  run_dry net-app STUB_NETWORK=app -- reload --no-controls
+  line=$(result_of "${WORK}/net-app.out" reload)
+  check "... the same timeouts seen by the witness too: exit ${RC}, verdict unexpected, the kinds in words (${line:-no RESULT})" \
+    test "${RC}" -eq 1 -a "$(field "${line}" verdict)" = unexpected -a \
+    -n "$(grep -E 'requests failed after the service had first answered: [0-9]+ connect timeout' <<<"${line}")"
+  run_dry net-reset STUB_NETWORK=reset -- reload --no-controls
+  line=$(result_of "${WORK}/net-reset.out" reload)
+  check "... resets through the Service: exit ${RC}, verdict unexpected, failures=reset:N (${line:-no RESULT})" \
+    test "${RC}" -eq 1 -a "$(field "${line}" verdict)" = unexpected -a \
+    "$(field "${line}" failures)" = "reset:$(field "${line}" failed)"
+  local rc=0
+  STUB_STATE="${WORK}/nudge-state" STUB_NETWORK=timeouts KUBECTL="bash ${FAKE_KUBECTL}" CONTROL_SECONDS=2 \
+    timeout 180 bash "${ROOT}/scripts/walkthrough.sh" --kube --context dry-ctx --quiet --only reload \
+    >"${WORK}/net-walk.out" 2>&1 </dev/null || rc=$?
+  check "walkthrough --kube with an ok-network row exits ${rc} (0), its legend explains ok-network" \
+    test "${rc}" -eq 0 -a -n "$(grep -E '^reload +[|] .*[|] ok-network: Ready .*the app held' "${WORK}/net-walk.out")" -a \
+    -n "$(grep -F "ok-network = the app held" "${WORK}/net-walk.out")"
+  run_dry no-image STUB_NO_IMAGE=1 -- arg
+  check "pods that cannot get their image: arg.sh --kube exits ${RC} (1), naming ErrImagePull and scripts/load-image.sh" \
+    test "${RC}" -eq 1 -a -n "$(grep -F 'ErrImagePull' "${WORK}/no-image.err" | grep -F 'scripts/load-image.sh')"
+  check "no output of these runs says served= (an internal word)" \
+    test -z "$(cat "${WORK}"/net-*.out "${WORK}"/net-*.err "${WORK}/kube.out" | grep -F 'served=')"
+}
+
 main() {
   (($# == 0)) || {
     printf 'usage: tests/walkthrough.sh (no arguments)\n' >&2
@@ -427,6 +470,7 @@ main() {
   test_local_walkthrough
   test_kube_dry
   test_kube_nudged
+  test_kube_network
   tap_summary
 }
 

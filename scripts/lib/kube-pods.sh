@@ -9,11 +9,15 @@
 #   kube_all_ready / kube_any_ready /          conditions for wait_for
 #   kube_crashed / kube_rollout_wait
 #   kube_pod_logs / kube_pod_get               a pod's log; GET through the API server proxy
-#   kube_probe_start / kube_probe_collect /    the probe pod
+#   kube_probe_start / kube_probe_collect /    the probe pod (and its witness: the same probe
+#   kube_witness_collect / kube_pod_urls /     asking each pod directly)
 #   kube_probe_wait_seconds
 # shellcheck shell=bash
 # Variables set here are read by the scripts that source this file:
 # shellcheck disable=SC2034
+
+# What a missing image needs, said wherever a pod cannot get it.
+readonly IMAGE_HINT="build and import it first: scripts/build-image.sh, then scripts/load-image.sh (kind, k3d, minikube, k3s; --registry REG to push instead)"
 
 # kube_pods — the app's pods in NS that are not being deleted, one per line:
 #   NAME UID READY RESTARTS WAITING_REASON     (READY True/False, "-" for no reason)
@@ -31,7 +35,7 @@ kube_snapshot() {
   pods=$(kube_pods) || true
   printf '%s\n' "${pods}" >>"${WORK_DIR}/pods-${NS}.seen"
   if grep -qE 'ErrImagePull|ImagePullBackOff|ErrImageNeverPull|InvalidImageName' <<<"${pods}"; then
-    fatal_later "the pods in ${NS} cannot get their image ${IMAGE:-${DEFAULT_IMAGE}}: $(awk '$5 ~ /Image/ { print $5; exit }' <<<"${pods}") (import it into the cluster first: scripts/build-image.sh, then e.g. k3s ctr images import)"
+    fatal_later "the pods in ${NS} cannot get their image ${IMAGE:-${DEFAULT_IMAGE}}: $(awk '$5 ~ /Image/ { print $5; exit }' <<<"${pods}") (${IMAGE_HINT})"
   fi
   if grep -qE 'CreateContainerConfigError|CreateContainerError' <<<"${pods}"; then
     warn "pods in ${NS}: $(awk '$5 ~ /Create/ { print $1 ": " $5 }' <<<"${pods}" | head -n 1)"
@@ -77,17 +81,52 @@ kube_pod_logs() {
   kube -n "${NS}" logs "$1" --previous 2>/dev/null || kube -n "${NS}" logs "$1" 2>/dev/null || true
 }
 
-# kube_probe_start NAME PATH — a Pod from the same image that runs `hello-path-rs probe`
-#   against the Service's ClusterIP (no DNS needed). Sets PROBE_POD and PROBE_T0 (ms, when
-#   its first second was reported, minus 1 s).
+# kube_pod_urls PATH — http://POD_IP:8080PATH for each app pod, one per line: what a
+#   witness asks (kube_probe_start).
+kube_pod_urls() {
+  local ip
+  for ip in $(kube_poll -n "${NS}" get pods -l "${APP_LABEL}" -o jsonpath='{.items[*].status.podIP}' 2>/dev/null); do
+    [[ "${ip}" != *:* ]] || ip="[${ip}]"
+    printf 'http://%s:8080%s\n' "${ip}" "$1"
+  done
+}
+
+# _probe_container NAME URL... — a container of the probe pod asking URL... in turn.
+_probe_container() {
+  local name=$1 args="" u
+  shift
+  for u in "$@"; do args+="\"${u}\", "; done
+  cat <<EOF
+    - name: ${name}
+      image: ${IMAGE:-${DEFAULT_IMAGE}}
+      imagePullPolicy: IfNotPresent
+      args: ["probe", ${args}"--for", "900s", "--every", "50ms", "--timeout", "1s"]
+      resources:
+        requests: {cpu: 10m, memory: 8Mi}
+        limits: {memory: 32Mi}
+      securityContext:
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        capabilities:
+          drop: ["ALL"]
+EOF
+}
+
+# kube_probe_start NAME [PATH [WITNESS_URL...]] — a Pod from the same image that runs
+#   `hello-path-rs probe` against the Service's ClusterIP (no DNS needed); with WITNESS_URLs
+#   (kube_pod_urls), a second container, the witness, asks the pods directly at the same
+#   pace, so that a failure the pods never saw can be told from one of theirs
+#   (network_verdict). Sets PROBE_POD and PROBE_T0 (ms, when its first second was
+#   reported, minus 1 s).
 kube_probe_start() {
   local name=$1 path=${2:-/test} ip
+  shift $(($# < 2 ? $# : 2))
   ip=$(kube -n "${NS}" get svc hello-path -o jsonpath='{.spec.clusterIP}') ||
     die "cannot read the ClusterIP of service hello-path in ${NS}"
   [[ -n "${ip}" ]] || die "service hello-path in ${NS} has no ClusterIP"
   PROBE_POD="probe-${name}"
-  local image=${IMAGE:-${DEFAULT_IMAGE}}
-  cat >"${WORK_DIR}/${PROBE_POD}-${NS}.yaml" <<EOF
+  {
+    cat <<EOF
 apiVersion: v1
 kind: Pod
 metadata:
@@ -109,22 +148,13 @@ spec:
     seccompProfile:
       type: RuntimeDefault
   containers:
-    - name: probe
-      image: ${image}
-      imagePullPolicy: IfNotPresent
-      args: ["probe", "http://${ip}:80${path}", "--for", "900s", "--every", "50ms", "--timeout", "1s"]
-      resources:
-        requests: {cpu: 10m, memory: 8Mi}
-        limits: {memory: 32Mi}
-      securityContext:
-        allowPrivilegeEscalation: false
-        readOnlyRootFilesystem: true
-        capabilities:
-          drop: ["ALL"]
 EOF
+    _probe_container probe "http://${ip}:80${path}"
+    (($# == 0)) || _probe_container witness "$@"
+  } >"${WORK_DIR}/${PROBE_POD}-${NS}.yaml"
   kube apply "${APPLY_FLAGS[@]}" -n "${NS}" -f "${WORK_DIR}/${PROBE_POD}-${NS}.yaml" >/dev/null ||
     die "cannot create the probe pod ${PROBE_POD} in ${NS}"
-  log "probe pod ${NS}/${PROBE_POD}: GET http://${ip}:80${path} (ClusterIP) every 50ms"
+  log "probe pod ${NS}/${PROBE_POD}: GET http://${ip}:80${path} (ClusterIP) every 50ms${1:+; its witness: $*}"
   wait_for "probe pod ${PROBE_POD} to report its first second" 120 0.5 _probe_pod_started ||
     die "the probe pod ${NS}/${PROBE_POD} did not start: $(kube -n "${NS}" get pod "${PROBE_POD}" -o jsonpath='{.status.containerStatuses[0].state}' 2>/dev/null)"
   PROBE_T0=$(($(now_ms) - 1000))
@@ -134,15 +164,20 @@ _probe_pod_started() {
   st=$(kube_poll -n "${NS}" get pod "${PROBE_POD}" -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}' 2>/dev/null || true)
   case "${st}" in
     ErrImagePull | ImagePullBackOff | ErrImageNeverPull | InvalidImageName)
-      fatal_later "probe pod ${NS}/${PROBE_POD}: ${st}: image ${IMAGE:-${DEFAULT_IMAGE}} is not in the cluster (import it first)"
+      fatal_later "probe pod ${NS}/${PROBE_POD}: ${st}: image ${IMAGE:-${DEFAULT_IMAGE}} is not in the cluster (${IMAGE_HINT})"
       ;;
   esac
-  kube_poll -n "${NS}" logs "${PROBE_POD}" 2>/dev/null | has_re '^probe second='
+  kube_poll -n "${NS}" logs "${PROBE_POD}" -c probe 2>/dev/null | has_re '^probe second='
 }
-# kube_probe_collect FILE — the probe pod's per-second lines so far.
+# kube_probe_collect FILE / kube_witness_collect FILE — the per-second lines so far of the
+#   probe pod's probe (through the Service) / of its witness (each pod directly).
 kube_probe_collect() {
-  kube_poll -n "${NS}" logs "${PROBE_POD}" >"$1" 2>/dev/null ||
+  kube_poll -n "${NS}" logs "${PROBE_POD}" -c probe >"$1" 2>/dev/null ||
     warn "cannot read the log of probe pod ${NS}/${PROBE_POD}"
+}
+kube_witness_collect() {
+  kube_poll -n "${NS}" logs "${PROBE_POD}" -c witness >"$1" 2>/dev/null ||
+    warn "cannot read the log of the witness in probe pod ${NS}/${PROBE_POD}"
 }
 # kube_probe_wait_seconds N — bounded wait until the probe pod has reported N more seconds.
 kube_probe_wait_seconds() {

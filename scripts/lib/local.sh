@@ -254,7 +254,8 @@ local_start_crashing() {
 # local_start_fixed NAME PORT T1 T2 [ARG...] — the last step of redeploy and restart: starts
 #   the process with the fixed Secret (MYSECRET=4321), waits until it serves, lets the probe
 #   report 2 more seconds and stops it. Sets FIXED_PID, FIXED_BACK (true/false), T_READY
-#   (ms) and, from the probe, FAILED, TOTAL and TIMELINE (T1, T2: the two changes).
+#   (ms) and, from the probe, FAILED, TOTAL, KINDS (probe_counts) and TIMELINE (T1, T2: the
+#   two changes).
 local_start_fixed() {
   local name=$1 port=$2 t1=$3 t2=$4
   shift 4
@@ -267,6 +268,6 @@ local_start_fixed() {
   T_READY=$(now_ms)
   probe_wait_seconds "${PROBE_OUT}" 2 || true
   probe_stop "${PROBE_PID}"
-  read -r FAILED TOTAL _ < <(probe_counts "${PROBE_OUT}")
+  read -r FAILED TOTAL _ KINDS < <(probe_counts "${PROBE_OUT}")
   TIMELINE=$(probe_timeline "${PROBE_OUT}" "${PROBE_T0}" "${t1}" "${t2}")
 }

@@ -10,7 +10,8 @@
 # hold spaces, except note, which is last and runs to the end of the line:
 #
 #   RESULT scenario=NAME mode=local|kube failed=N total=N seconds_to_new=S restarts=N
-#          pids=LIST verdict=ok|unexpected timeline=GLYPHS note=FREE TEXT
+#          pids=LIST verdict=ok|ok-network|unexpected timeline=GLYPHS failures=KINDS
+#          note=FREE TEXT
 #
 # A CONTROL line has the same fields and reports a negative control run beside the scenario
 # (reload's env var and subPath rows); it comes before the RESULT line, whose verdict also
@@ -28,10 +29,16 @@
 #                   container restarts seen (kube_restarts)
 #   pids            PIDs (local) or pod names (kube) serving at the end, comma-separated,
 #                   "-" when none
-#   verdict         ok = the outcome the scenario expects; unexpected = anything else (the
-#                   script then exits 1)
+#   verdict         ok = the outcome the scenario expects; ok-network = the app did what
+#                   was expected, but the cluster's network lost requests that the pods
+#                   never saw (network_verdict: every counted failure a connect timeout,
+#                   while direct requests to the pods all succeeded; the script exits 0);
+#                   unexpected = anything else (the script then exits 1)
 #   timeline        availability, one glyph per second (see TIMELINE_LEGEND); "|" marks a
 #                   change; "-" when not measured. The table compresses it to fit.
+#   failures        the counted failures by kind, as the probe tells them apart:
+#                   connect_timeout, refused, reset, http_error, read_timeout, other
+#                   (e.g. "connect_timeout:3,refused:1"); "-" when none
 # shellcheck shell=bash
 
 if [[ -n "${HELLO_PATH_PROBE_LOADED:-}" ]]; then
@@ -46,24 +53,28 @@ readonly TABLE_COLUMNS=100
 # ---------------------------------------------------------------------------------------
 # The RESULT and CONTROL lines.
 
-# result SCENARIO FAILED TOTAL SECONDS RESTARTS PIDS VERDICT TIMELINE NOTE...
+# result SCENARIO FAILED TOTAL SECONDS RESTARTS PIDS VERDICT TIMELINE KINDS NOTE...
 #   The scenario's RESULT line: call it once, last.
 result() { _result_line RESULT "$@"; }
-# control_row ROW FAILED TOTAL SECONDS RESTARTS PIDS VERDICT TIMELINE NOTE...
+# control_row ROW FAILED TOTAL SECONDS RESTARTS PIDS VERDICT TIMELINE KINDS NOTE...
 #   A negative control's CONTROL line (same fields), printed before the RESULT line.
 control_row() { _result_line CONTROL "$@"; }
 _result_line() {
   local kind=$1 scenario=$2 failed=$3 total=$4 seconds=$5 restarts=$6 pids=$7 verdict=$8 timeline=$9
-  shift 9
+  local kinds=${10}
+  shift 10
   local note="$*" v
-  for v in scenario failed total seconds restarts pids verdict timeline; do
+  for v in scenario failed total seconds restarts pids verdict timeline kinds; do
     printf -v "$v" '%s' "${!v// /_}"
     [[ -n "${!v}" ]] || printf -v "$v" '%s' -
   done
-  printf '%s scenario=%s mode=%s failed=%s total=%s seconds_to_new=%s restarts=%s pids=%s verdict=%s timeline=%s note=%s\n' \
+  printf '%s scenario=%s mode=%s failed=%s total=%s seconds_to_new=%s restarts=%s pids=%s verdict=%s timeline=%s failures=%s note=%s\n' \
     "${kind}" "${scenario}" "${MODE}" "${failed}" "${total}" "${seconds}" "${restarts}" "${pids}" \
-    "${verdict}" "${timeline}" "${note}"
+    "${verdict}" "${timeline}" "${kinds}" "${note}"
 }
+
+# verdict_ok VERDICT — the scenario went as expected: ok, or ok-network (network_verdict).
+verdict_ok() { [[ "$1" == ok || "$1" == ok-network ]]; }
 
 # result_field LINE KEY — the value of KEY= in a RESULT or CONTROL line (note: the rest of
 # the line).
@@ -81,35 +92,85 @@ result_field() {
 # ---------------------------------------------------------------------------------------
 # Counts and timelines of a probe's output.
 
-# The awk function both read a probe's lines with: second() sets ok and bad from a line
-# `probe second=N ok=A failed=B`.
+# The awk function every reader of a probe's lines uses: second() sets ok and bad from a
+# line `probe second=N ok=A failed=B [KIND=N...] [failed_after_ok=N]`, kind[K] the failures
+# of kind K in it, and after_ok those on a URL that had answered before.
 # shellcheck disable=SC2016 # awk's $i, not the shell's
 readonly _PROBE_SECOND_AWK='
   function second() {
-    ok = 0; bad = 0
-    for (i = 1; i <= NF; i++) {
+    ok = 0; bad = 0; after_ok = 0; delete kind
+    for (i = 3; i <= NF; i++) {
       split($i, kv, "=")
       if (kv[1] == "ok") ok = kv[2] + 0
-      if (kv[1] == "failed") bad = kv[2] + 0
+      else if (kv[1] == "failed") bad = kv[2] + 0
+      else if (kv[1] == "failed_after_ok") after_ok = kv[2] + 0
+      else kind[kv[1]] = kv[2] + 0
     }
   }'
+# The kinds in the order the probe lists them (src/probe.rs).
+readonly PROBE_KINDS="connect_timeout refused reset http_error read_timeout other"
 
-# probe_counts FILE — prints "FAILED TOTAL SERVED" from the per-second lines of a probe
-# (`probe second=N ok=A failed=B`): requests before the first second with an answer do not
-# count (the service was not serving yet); SERVED is 1 when anything ever answered. When
-# nothing ever answered, FAILED = TOTAL = all requests.
+# probe_counts FILE — prints "FAILED TOTAL SERVED KINDS" from the per-second lines of a
+# probe: requests before the first second with an answer do not count (the service was not
+# serving yet); SERVED is 1 when anything ever answered. When nothing ever answered, FAILED
+# = TOTAL = all requests. KINDS: the counted failures by kind ("connect_timeout:3,reset:1"),
+# "-" when none.
 probe_counts() {
-  awk "${_PROBE_SECOND_AWK}"'
+  awk -v kinds="${PROBE_KINDS}" "${_PROBE_SECOND_AWK}"'
+    function add(into,   k) { for (k in kind) into[k] += kind[k] }
+    function show(from,   n, i, out) {
+      n = split(kinds, order, " "); out = ""
+      for (i = 1; i <= n; i++) if (from[order[i]] > 0) out = out (out == "" ? "" : ",") order[i] ":" from[order[i]]
+      return out == "" ? "-" : out
+    }
     /^probe second=/ {
       second()
-      all += ok + bad; allbad += bad
+      all += ok + bad; allbad += bad; add(allkinds)
       if (ok > 0) served = 1
-      if (served) { total += ok + bad; if (!firstsec) firstsec = 1; else failed += bad }
+      if (served) { total += ok + bad; if (!firstsec) firstsec = 1; else { failed += bad; add(counted) } }
     }
     END {
-      if (served) printf "%d %d 1\n", failed, total
-      else printf "%d %d 0\n", allbad, all
+      if (served) printf "%d %d 1 %s\n", failed, total, show(counted)
+      else printf "%d %d 0 %s\n", allbad, all, show(allkinds)
     }' "$1"
+}
+
+# kinds_words KINDS — KINDS in words: "3 connect timeouts, 1 refused" ("" for "-").
+kinds_words() {
+  local k n out="" item
+  local -A words=([connect_timeout]="connect timeout(s)" [refused]="refused" [reset]="reset or closed"
+    [http_error]="HTTP error(s)" [read_timeout]="answer timeout(s)" [other]="other error(s)")
+  [[ "$1" != - ]] || return 0
+  for item in ${1//,/ }; do
+    k=${item%%:*} n=${item#*:}
+    out+="${out:+, }${n} ${words[${k}]:-${k}}"
+  done
+  printf '%s\n' "${out}"
+}
+
+# witness_counts FILE — "OK AFTER_OK" of a witness probe (direct requests to the pods, one
+#   URL each): the requests that succeeded, and those that failed on a pod after it had
+#   answered.
+witness_counts() {
+  awk "${_PROBE_SECOND_AWK}"'
+    /^probe second=/ { second(); okay += ok; after += after_ok }
+    END { printf "%d %d\n", okay, after }' "$1"
+}
+
+# network_verdict FAILED KINDS WITNESS_FILE — succeeds when the FAILED counted failures of a
+#   probe through the Service cannot be the app's: every one a connect timeout (the SYN never
+#   answered), while the witness — the same image asking each pod directly, at the same
+#   time — saw every pod answer and none fail after it had answered. Then NETWORK_NOTE says
+#   so in words. A failure of any other kind, or one the witness saw too, is not excused.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+NETWORK_NOTE=""
+network_verdict() {
+  local failed=$1 kinds=$2 witness=$3 ok after
+  [[ "${failed}" -gt 0 && "${kinds}" == "connect_timeout:${failed}" && -s "${witness}" ]] || return 1
+  read -r ok after < <(witness_counts "${witness}")
+  ((ok > 0 && after == 0)) || return 1
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  NETWORK_NOTE="the app held, the cluster's network did not: ${failed} request(s) through the Service's ClusterIP got no connection within 1 s (connect timeouts), while the pods, asked directly at the same time, answered ${ok} requests and failed none once they served. Known on k3s: its network policy controller (kube-router) accepts traffic to a Service without endpoints before kube-proxy can reject it, leaving conntrack entries without DNAT for 120 s that a later connection from the same source port reuses (cloudnativelabs/kube-router#1453, kubernetes/kubernetes#48719). To confirm: conntrack -L -p tcp --dport 80 | grep UNREPLIED on the node during the wait, or run k3s with --disable-network-policy"
 }
 
 # probe_seconds FILE — how many whole seconds the probe has reported.
