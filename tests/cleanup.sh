@@ -15,7 +15,10 @@
 #      directory removed, and the exit status be 130;
 #   3. the same, but only the reader is killed: the scenario's next line meets a closed
 #      pipe (SIGPIPE), and it must clean up all the same;
-#   4. the same, SIGTERM to the process group (exit status 143, or 141: see kube_case).
+#   4. the same, SIGTERM to the process group (exit status 143, or 141: see kube_case);
+#   5. the Ctrl-C case again, as the foreground job of a terminal (a pseudo-terminal,
+#      tests/lib/on_tty.py): the reader dies with the Ctrl-C, and the clean-up's report
+#      ("deleted namespace ...") must still reach the terminal.
 #
 # Usage: tests/cleanup.sh        (no options; about a minute)
 # Prints `ok - ...` / `not ok - ...` lines and ends with `N passed, M failed`.
@@ -217,6 +220,31 @@ kube_case() {
   PGID=""
 }
 
+# tty_case — rotate.sh --kube (fake kubectl) typed at a terminal as `... 2>&1 | tee out`,
+# ended by Ctrl-C while it waits for the pods: tee dies with it, stderr is a dead pipe, and
+# the clean-up must say what it removed on the terminal all the same.
+tty_case() {
+  local dir="${WORK}/tty" rc=0 created
+  mkdir -p "${dir}/tmp" "${dir}/state"
+  OUT="${dir}/out"
+  # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
+  env TMPDIR="${dir}/tmp" STUB_STATE="${dir}/state" STUB_BROKEN=1 SECRET_TIMEOUT=120 \
+    KUBECTL="bash ${ROOT}/tests/fixtures/fake-kubectl" \
+    python3 "${ROOT}/tests/lib/on_tty.py" "${dir}/screen" "${OUT}" 'waiting for every pod to reject it' INT \
+    -- env --default-signal bash -c 'exec bash "$@" </dev/null > >(exec tee "$0" >/dev/null) 2>&1' \
+    "${OUT}" "${ROOT}/scripts/rotate.sh" --kube --context dry-ctx </dev/null >/dev/null 2>&1 || rc=$?
+  created=$(sed -n 's/.*create namespace \(hello-path-[a-z0-9-]*\).*/\1/p' "${dir}/state/argv.log" 2>/dev/null)
+  check "terminal: Ctrl-C ends the scenario (exit 130, got ${rc})" test "${rc}" = 130
+  check "terminal: the namespace it created (${created:-none}) was deleted" \
+    test -n "${created}" -a "${created}" = "$(cat "${dir}/state/deleted-namespaces" 2>/dev/null)"
+  check "terminal: the clean-up's report reached the terminal, the pipe being gone" \
+    grep -qF "deleted namespace ${created:-?}" "${dir}/screen"
+  if ! grep -qF "deleted namespace" "${dir}/screen" 2>/dev/null; then
+    note "the terminal showed:"
+    sed 's/^/#   /' "${dir}/screen" 2>/dev/null | tail -n 5
+  fi
+}
+
 main() {
   (($# == 0)) || {
     printf 'usage: tests/cleanup.sh (no arguments)\n' >&2
@@ -234,6 +262,7 @@ main() {
   kube_case "kube, Ctrl-C" int
   kube_case "kube, reader gone" reader
   kube_case "kube, SIGTERM" term
+  tty_case
   tap_summary
 }
 

@@ -190,9 +190,10 @@ setup_workdir() {
 # Idempotent: stops only the processes this script started, deletes only the namespaces it
 # created (without waiting for them), removes only its scratch directory — all of that
 # first, and only then says what it did, on stderr (the RESULT line stays the last line on
-# stdout). Nothing stops it half-way: not errexit, not a closed pipe (the reader of the
-# output may have died with the same Ctrl-C: `scripts/rotate.sh --kube | tee run.log`), not
-# a second INT or TERM, not a full disk; a line it cannot write is dropped.
+# stdout), or on the terminal (/dev/tty) when stderr is gone. Nothing stops it half-way:
+# not errexit, not a closed pipe (the reader of the output may have died with the same
+# Ctrl-C: `scripts/rotate.sh --kube 2>&1 | tee run.log`), not a second INT or TERM, not a
+# full disk; a line it can write nowhere is dropped.
 cleanup() {
   local rc=$? step note
   # Only the script's own process cleans up. A subshell (the wait ticker) that catches a
@@ -219,8 +220,10 @@ cleanup() {
       rm -rf -- "${WORK_DIR}"
     fi
   fi
+  # Stderr may be a pipe whose reader died with the same Ctrl-C (`... 2>&1 | tee log`): then
+  # the terminal, when there is one, still gets the report.
   for note in "${CLEANUP_NOTES[@]}"; do
-    log "${note}" >&2 2>/dev/null
+    log "${note}" >&2 2>/dev/null || { log "${note}" >/dev/tty; } 2>/dev/null || true
   done
   CLEANUP_NOTES=()
   exit "${rc}"
