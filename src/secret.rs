@@ -13,6 +13,10 @@ use crate::config::{self, SecretSource};
 /// A secret file larger than this (before trimming) is an error, not a credential.
 pub(crate) const MAX_FILE_BYTES: u64 = 4096;
 
+/// How long a read of the secret file may take before it counts as failed (a FIFO, a hung
+/// network or FUSE mount). The read goes on in its thread; the loop does not wait for it.
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// `O_NONBLOCK` of Linux's generic ABI (x86, arm, aarch64, riscv, powerpc, s390x; alpha,
 /// mips, parisc and sparc differ), rather than a direct `libc` dependency for one constant.
 #[cfg(any(
@@ -33,6 +37,8 @@ pub(crate) enum ReadError {
     Io { path: PathBuf, message: String },
     /// The path names a FIFO, a socket, a device or a directory (`what`: "a FIFO", ...).
     NotRegular { path: PathBuf, what: &'static str },
+    /// The read did not finish within `READ_TIMEOUT`.
+    Timeout { path: PathBuf },
     /// The file holds more than `MAX_FILE_BYTES`.
     TooLarge { path: PathBuf },
     /// The file is not UTF-8 text.
@@ -52,6 +58,12 @@ impl fmt::Display for ReadError {
                     path.display()
                 )
             }
+            ReadError::Timeout { path } => write!(
+                f,
+                "cannot read {}: the read did not finish within {}s",
+                path.display(),
+                READ_TIMEOUT.as_secs()
+            ),
             ReadError::TooLarge { path } => {
                 write!(
                     f,
@@ -63,6 +75,16 @@ impl fmt::Display for ReadError {
                 write!(f, "cannot use {}: not UTF-8 text", path.display())
             }
         }
+    }
+}
+
+impl ReadError {
+    /// Whether the error may be the passing state of an update in progress (the kubelet
+    /// swaps `..data` first and gives the new file its group for `fsGroup` after that): the
+    /// file is missing, unreadable or not a file. A file read whole but unusable, or a read
+    /// that hung, is not.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(self, ReadError::Io { .. } | ReadError::NotRegular { .. })
     }
 }
 
@@ -81,10 +103,11 @@ pub(crate) fn io_message(e: &io::Error) -> String {
 }
 
 impl SecretSource {
-    /// Reads the current credential. Only a file can fail or change.
-    pub(crate) fn read(&self) -> Result<String, ReadError> {
+    /// The credential of a source that cannot fail or change, or else the file to read it
+    /// from (with `read_file`, on the reader thread of `events.rs`).
+    pub(crate) fn fixed(&self) -> Result<String, &Path> {
         match self {
-            SecretSource::File(path) => read_file(path),
+            SecretSource::File(path) => Err(path),
             SecretSource::Flag(v) | SecretSource::Env(v) => Ok(v.clone()),
             SecretSource::Default => Ok(config::default_secret().to_string()),
         }
@@ -109,7 +132,9 @@ impl SecretSource {
 /// Reads a credential file through any symlinks (the kubelet's `..data` indirection is
 /// resolved afresh on every open), refuses more than `MAX_FILE_BYTES`, trims trailing
 /// whitespace. Only a regular file is read: the open does not wait for a FIFO's writer
-/// (`O_NONBLOCK`), and a FIFO, socket, device or directory is refused by its type.
+/// (`O_NONBLOCK`), and a FIFO, socket, device or directory is refused by its type. It may
+/// still block on a hung filesystem: the request loop calls it on a thread of its own
+/// (`events.rs`).
 pub(crate) fn read_file(path: &Path) -> Result<String, ReadError> {
     let io_err = |e: io::Error| ReadError::Io {
         path: path.to_path_buf(),
@@ -444,6 +469,7 @@ mod tests {
                     path.display()
                 )
             );
+            assert!(e.is_transient());
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
