@@ -2,8 +2,9 @@
 //! for the one in use (swap, reject, ignore). Knows nothing of HTTP.
 
 use std::fmt;
-use std::fs::File;
+use std::fs::{self, FileType, OpenOptions};
 use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,11 +13,32 @@ use crate::config::{self, SecretSource};
 /// A secret file larger than this (before trimming) is an error, not a credential.
 pub(crate) const MAX_FILE_BYTES: u64 = 4096;
 
+/// How long a read of the secret file may take before it counts as failed (a FIFO, a hung
+/// network or FUSE mount). The read goes on in its thread; the loop does not wait for it.
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `O_NONBLOCK` of Linux's generic ABI (x86, arm, aarch64, riscv, powerpc, s390x; alpha,
+/// mips, parisc and sparc differ), rather than a direct `libc` dependency for one constant.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+))]
+const O_NONBLOCK: i32 = 0o4000;
+
 /// Why a credential could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ReadError {
     /// The file could not be opened or read (the message is the OS error, lowercase).
     Io { path: PathBuf, message: String },
+    /// The path names a FIFO, a socket, a device or a directory (`what`: "a FIFO", ...).
+    NotRegular { path: PathBuf, what: &'static str },
+    /// The read did not finish within `READ_TIMEOUT`.
+    Timeout { path: PathBuf },
     /// The file holds more than `MAX_FILE_BYTES`.
     TooLarge { path: PathBuf },
     /// The file is not UTF-8 text.
@@ -29,6 +51,19 @@ impl fmt::Display for ReadError {
             ReadError::Io { path, message } => {
                 write!(f, "cannot read {}: {message}", path.display())
             }
+            ReadError::NotRegular { path, what } => {
+                write!(
+                    f,
+                    "cannot read {}: not a regular file ({what})",
+                    path.display()
+                )
+            }
+            ReadError::Timeout { path } => write!(
+                f,
+                "cannot read {}: the read did not finish within {}s",
+                path.display(),
+                READ_TIMEOUT.as_secs()
+            ),
             ReadError::TooLarge { path } => {
                 write!(
                     f,
@@ -40,6 +75,16 @@ impl fmt::Display for ReadError {
                 write!(f, "cannot use {}: not UTF-8 text", path.display())
             }
         }
+    }
+}
+
+impl ReadError {
+    /// Whether the error may be the passing state of an update in progress (the kubelet
+    /// swaps `..data` first and gives the new file its group for `fsGroup` after that): the
+    /// file is missing, unreadable or not a file. A file read whole but unusable, or a read
+    /// that hung, is not.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(self, ReadError::Io { .. } | ReadError::NotRegular { .. })
     }
 }
 
@@ -58,10 +103,11 @@ pub(crate) fn io_message(e: &io::Error) -> String {
 }
 
 impl SecretSource {
-    /// Reads the current credential. Only a file can fail or change.
-    pub(crate) fn read(&self) -> Result<String, ReadError> {
+    /// The credential of a source that cannot fail or change, or else the file to read it
+    /// from (with `read_file`, on the reader thread of `events.rs`).
+    pub(crate) fn fixed(&self) -> Result<String, &Path> {
         match self {
-            SecretSource::File(path) => read_file(path),
+            SecretSource::File(path) => Err(path),
             SecretSource::Flag(v) | SecretSource::Env(v) => Ok(v.clone()),
             SecretSource::Default => Ok(config::default_secret().to_string()),
         }
@@ -85,13 +131,39 @@ impl SecretSource {
 
 /// Reads a credential file through any symlinks (the kubelet's `..data` indirection is
 /// resolved afresh on every open), refuses more than `MAX_FILE_BYTES`, trims trailing
-/// whitespace.
+/// whitespace. Only a regular file is read: the open does not wait for a FIFO's writer
+/// (`O_NONBLOCK`), and a FIFO, socket, device or directory is refused by its type. It may
+/// still block on a hung filesystem: the request loop calls it on a thread of its own
+/// (`events.rs`).
 pub(crate) fn read_file(path: &Path) -> Result<String, ReadError> {
     let io_err = |e: io::Error| ReadError::Io {
         path: path.to_path_buf(),
         message: io_message(&e),
     };
-    let file = File::open(path).map_err(io_err)?;
+    let not_regular = |what| ReadError::NotRegular {
+        path: path.to_path_buf(),
+        what,
+    };
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        // A socket cannot be opened at all (ENXIO), a device may refuse it: name the type
+        // when the path has one that is not a file.
+        Err(e) => {
+            return Err(
+                match fs::metadata(path).ok().and_then(|m| kind(m.file_type())) {
+                    Some(what) => not_regular(what),
+                    None => io_err(e),
+                },
+            )
+        }
+    };
+    if let Some(what) = kind(file.metadata().map_err(io_err)?.file_type()) {
+        return Err(not_regular(what));
+    }
     let mut buf = Vec::with_capacity(64);
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut buf)
@@ -105,6 +177,25 @@ pub(crate) fn read_file(path: &Path) -> Result<String, ReadError> {
         path: path.to_path_buf(),
     })?;
     Ok(text.trim_end_matches(['\n', '\r', ' ', '\t']).to_string())
+}
+
+/// What a file of type `t` is when it is not a regular file; `None` for a regular file.
+fn kind(t: FileType) -> Option<&'static str> {
+    if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("of an unknown type")
+    }
 }
 
 /// How a check was triggered: explicit triggers always re-check and count their outcome.
@@ -353,6 +444,34 @@ mod tests {
             c.observe(ok("4321"), accepts, Trigger::Watch, secs(3)),
             Outcome::Swapped { generation: 3 }
         );
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read_and_the_others_are_named() {
+        let dir = std::env::temp_dir().join(format!("hello-path-rs-kinds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo");
+        let socket = dir.join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        for (path, what) in [
+            (dir.clone(), "a directory"),
+            (fifo, "a FIFO"), // a FIFO without a writer: the open must not wait for one
+            (socket, "a socket"),
+            (PathBuf::from("/dev/null"), "a character device"),
+        ] {
+            let e = read_file(&path).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "cannot read {}: not a regular file ({what})",
+                    path.display()
+                )
+            );
+            assert!(e.is_transient());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The single-threaded request loop: it owns the `tiny_http::Server`, answers every request,
 //! and between requests handles signals, the drain on shutdown and the re-reads of the
-//! secret file that `events.rs` asks for. It blocks until one of them, a request, or a
-//! deadline it set itself comes (no periodic wake-up while idle, SPEC §1), and keeps the
-//! listener alive (SPEC §8).
+//! secret file that `events.rs` asks for and makes (on its reader thread: the loop never
+//! opens the file itself). It blocks until one of them, a request, or a deadline it set
+//! itself comes (no periodic wake-up while idle, SPEC §1), and keeps the listener alive
+//! (SPEC §8).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -11,11 +12,11 @@ use std::time::{Duration, Instant};
 use tiny_http::{Header, Request, Response, ServerOptions};
 
 use crate::config::{format_secs, Config, Exposure, Mode};
-use crate::events::Events;
+use crate::events::{Done, Events};
 use crate::metrics::{self, Snapshot};
 use crate::remote::Remote;
 use crate::routes::{self, Reply, Route, View};
-use crate::secret::{io_message, Credential, Outcome, Trigger};
+use crate::secret::{io_message, Credential, Outcome, ReadError, Trigger};
 use crate::{clock, Error};
 
 /// First pause before the accept thread is started again after `accept()` failed; it
@@ -156,6 +157,10 @@ struct Service<'a> {
     start_unix: Duration,
     requests: u64,
     ready: bool,
+    /// `POST /-/reload` requests just routed, for `serve` to ask their read.
+    reloads_asked: Vec<Request>,
+    /// `POST /-/reload` requests waiting for their read, with its ticket (`Events::ask`).
+    reloads_waiting: Vec<(u64, Request)>,
 }
 
 /// Serves until SIGTERM/SIGINT (plus `--shutdown-delay`).
@@ -177,6 +182,8 @@ pub(crate) fn serve(
         start_unix,
         requests: 0,
         ready: true,
+        reloads_asked: Vec::new(),
+        reloads_waiting: Vec::new(),
     };
     let mut stop_at: Option<Instant> = None;
     loop {
@@ -203,7 +210,7 @@ pub(crate) fn serve(
             match config.mode {
                 Mode::Reload => {
                     info!("Received SIGHUP: re-reading the credential.");
-                    let _ = svc.check(Trigger::Explicit);
+                    events.ask(Trigger::Explicit);
                 }
                 Mode::FailFast => {
                     warn!("Received SIGHUP: ignored, the service was started without --reload.")
@@ -211,7 +218,10 @@ pub(crate) fn serve(
             }
         }
         if news.reread {
-            svc.check(Trigger::Watch).ok();
+            events.ask(Trigger::Watch);
+        }
+        for done in news.reads {
+            svc.apply(done, events);
         }
         let deadline = match (stop_at, events.deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -219,14 +229,35 @@ pub(crate) fn serve(
         };
         if let Some(rq) = listener.next(deadline) {
             svc.handle(rq);
+            for rq in std::mem::take(&mut svc.reloads_asked) {
+                let ticket = events.ask(Trigger::Explicit);
+                svc.reloads_waiting.push((ticket, rq));
+            }
         }
     }
 }
 
 impl Service<'_> {
-    /// Re-reads the source and applies the result; `Ok(generation in use)` unless rejected.
-    fn check(&mut self, trigger: Trigger) -> Result<u64, String> {
-        let read = self.config.source.read();
+    /// Applies a finished read (unless `events` holds it back for a retry) and answers the
+    /// `POST /-/reload` requests it was read for.
+    fn apply(&mut self, done: Done, events: &mut Events) {
+        if events.holds(&done) {
+            return; // a file in the middle of an update: read again shortly, nothing to count
+        }
+        let result = self.check(done.trigger, done.result);
+        if done.trigger == Trigger::Explicit {
+            let (answered, waiting) = std::mem::take(&mut self.reloads_waiting)
+                .into_iter()
+                .partition(|(ticket, _)| *ticket <= done.upto);
+            self.reloads_waiting = waiting;
+            for (_, rq) in answered {
+                self.respond(rq, routes::reload_reply(&result), &self.headers.text);
+            }
+        }
+    }
+
+    /// Applies one read of the source; `Ok(generation in use)` unless rejected.
+    fn check(&mut self, trigger: Trigger, read: Result<String, ReadError>) -> Result<u64, String> {
         let remote = self.remote;
         let outcome =
             self.credential
@@ -270,13 +301,13 @@ impl Service<'_> {
         };
         // (a request with an invalid Content-Length never gets here: tiny_http refuses it)
         let route = routes::route(&method, rq.url(), &view);
-        let no_store = routes::no_store(rq.url());
         let (reply, content_type) = match route {
             Route::Reply(r) => (r, &self.headers.text),
-            Route::Reload => (
-                routes::reload_reply(&self.check(Trigger::Explicit)),
-                &self.headers.text,
-            ),
+            Route::Reload => {
+                // answered when its read is done (`apply`): the loop does not wait for it
+                self.reloads_asked.push(rq);
+                return;
+            }
             Route::Metrics => {
                 let c = &self.credential;
                 let body = metrics::render(&Snapshot {
@@ -299,6 +330,12 @@ impl Service<'_> {
                 )
             }
         };
+        self.respond(rq, reply, content_type);
+    }
+
+    /// Answers `rq` with `reply` and the headers every answer carries.
+    fn respond(&self, rq: Request, reply: Reply, content_type: &Header) {
+        let no_store = routes::no_store(rq.url());
         let mut response =
             Response::from_data(reply.body.into_bytes()).with_status_code(reply.status);
         response.add_header(content_type.clone());

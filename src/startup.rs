@@ -1,14 +1,15 @@
 //! Startup validation: check the credential with the remote service, and with `--reload`
-//! wait until it is accepted — blocked until the next retry, a signal, or a change of the
+//! wait until it is accepted — blocked until the next retry, a signal, a change of the
 //! secret file (SPEC §5: a pod waiting for its credential is Ready as soon as the kubelet
-//! writes it), with no wake-up in between.
+//! writes it) or the end of a read, with no wake-up in between. The file is read on the
+//! reader thread (`events.rs`), so a read that hangs never keeps SIGTERM waiting.
 
 use std::time::{Duration, Instant};
 
 use crate::config::{format_secs, Config, Mode};
 use crate::events::Events;
 use crate::remote::Remote;
-use crate::secret::Credential;
+use crate::secret::{Credential, Trigger};
 use crate::{clock, Error};
 
 /// Returns the accepted credential, or `None` when a stop signal came during the wait.
@@ -17,7 +18,17 @@ pub(crate) fn validate(
     remote: &Remote,
     events: &mut Events,
 ) -> Result<Option<Credential>, Error> {
-    let first = config.source.read();
+    events.ask(Trigger::Explicit);
+    let first = loop {
+        let news = events.wait(None);
+        if let Some(sig) = news.stop {
+            info!("Received {sig} while waiting for a valid credential: exiting.");
+            return Ok(None);
+        }
+        if let Some(done) = news.reads.into_iter().next() {
+            break done.result;
+        }
+    };
     if let Ok(v) = &first {
         if remote.accepts(v) {
             info!("Connection to remote service: ok.");
@@ -55,33 +66,41 @@ pub(crate) fn validate(
     let mut next_retry = Instant::now() + config.retry_interval;
     let mut attempt = 0u64;
     loop {
-        let news = events.wait(next_retry);
+        let news = events.wait(Some(next_retry));
         if let Some(sig) = news.stop {
             info!("Received {sig} while waiting for a valid credential: exiting.");
             return Ok(None);
         }
         if news.hup {
             info!("Received SIGHUP: checking the credential now.");
+            events.ask(Trigger::Explicit);
         }
-        let due = Instant::now() >= next_retry;
-        if !(due || news.hup || news.reread) {
-            continue;
+        if news.reread {
+            events.ask(Trigger::Watch);
         }
-        let read = config.source.read();
-        if !due && !news.hup && read == last {
-            continue; // a file event that changed nothing is no attempt
+        if Instant::now() >= next_retry {
+            events.ask(Trigger::Explicit);
+            next_retry = Instant::now() + config.retry_interval;
         }
-        attempt += 1;
-        next_retry = Instant::now() + config.retry_interval;
-        match &read {
-            Ok(v) if remote.accepts(v) => {
-                info!("RELOAD({attempt}): Connection to remote service: ok.");
-                info!("Connection to remote service: ok.");
-                return Ok(Some(Credential::new(v.clone(), clock::unix_now())));
+        for done in news.reads {
+            if events.holds(&done) {
+                continue; // a file in the middle of an update: read again shortly
             }
-            Ok(_) => info!("RELOAD({attempt}): Connection to remote service: nok."),
-            Err(e) => info!("RELOAD({attempt}): Connection to remote service: nok ({e})."),
+            if done.trigger == Trigger::Watch && done.result == last {
+                continue; // a file event that changed nothing is no attempt
+            }
+            attempt += 1;
+            next_retry = Instant::now() + config.retry_interval;
+            match &done.result {
+                Ok(v) if remote.accepts(v) => {
+                    info!("RELOAD({attempt}): Connection to remote service: ok.");
+                    info!("Connection to remote service: ok.");
+                    return Ok(Some(Credential::new(v.clone(), clock::unix_now())));
+                }
+                Ok(_) => info!("RELOAD({attempt}): Connection to remote service: nok."),
+                Err(e) => info!("RELOAD({attempt}): Connection to remote service: nok ({e})."),
+            }
+            last = done.result;
         }
-        last = read;
     }
 }

@@ -8,6 +8,7 @@ mod framing;
 mod http;
 mod probe;
 mod props;
+mod reads;
 mod reload;
 mod robustness;
 mod signals;

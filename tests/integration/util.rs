@@ -422,17 +422,37 @@ impl SecretVolume {
     /// Writes a new timestamped directory, points `..data_tmp` at it, renames it over
     /// `..data` (the atomic step), then removes the old directory.
     pub fn update(&mut self, value: &str) {
+        self.update_then(value, |_| {});
+    }
+
+    /// `update`, with `prepare` called on the new payload file before the swap (to chmod
+    /// it, remove it or put something else in its place).
+    pub fn update_then(&mut self, value: &str, prepare: impl FnOnce(&std::path::Path)) {
         self.serial += 1;
         let ts = format!("..2026_11_28_23_00_00.{:09}", self.serial);
         let root = &self.dir.0;
         std::fs::create_dir(root.join(&ts)).unwrap();
-        std::fs::write(root.join(&ts).join(&self.key), value).unwrap();
-        let tmp = root.join("..data_tmp");
-        std::os::unix::fs::symlink(&ts, &tmp).unwrap();
-        std::fs::rename(&tmp, root.join("..data")).unwrap();
+        let payload = root.join(&ts).join(&self.key);
+        std::fs::write(&payload, value).unwrap();
+        prepare(&payload);
+        self.swap_to(&ts);
         if let Some(old) = self.current.replace(ts) {
             std::fs::remove_dir_all(root.join(old)).unwrap();
         }
+    }
+
+    /// Swaps `..data` to `ts`, a directory in the volume made by the caller (a mount point,
+    /// say), as the kubelet swaps it: `..data_tmp` renamed over `..data`.
+    pub fn swap_to(&self, ts: &str) {
+        let tmp = self.dir.0.join("..data_tmp");
+        std::os::unix::fs::symlink(ts, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.0.join("..data")).unwrap();
+    }
+
+    /// The payload file `..data` points at now.
+    pub fn payload(&self) -> PathBuf {
+        let ts = self.current.as_ref().expect("a payload written by update");
+        self.dir.0.join(ts).join(&self.key)
     }
 
     /// Removes the payload the way a deleted key looks: `..data` points nowhere.
