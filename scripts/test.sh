@@ -38,7 +38,7 @@ usage() { sed -n '2,/^set -o/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 # provide it); cargo is checked apart (rustup, not apt).
 needs() {
   case "$1" in
-    rust) printf '%s\n' 'prlimit util-linux' ;;
+    rust) printf '%s\n' 'prlimit util-linux' 'unshare util-linux' 'mount mount' ;;
     shellcheck) printf '%s\n' 'shellcheck shellcheck' ;;
     python) printf '%s\n' 'python3 python3' ;;
     manifests) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
