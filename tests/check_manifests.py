@@ -537,8 +537,8 @@ def file_checks(report, k8s_dir):
 # What scripts/nudge.sh asks of the API, and so all its Role may grant (tests/nudge.sh
 # shows the script makes exactly these requests): (API group, resource) -> verbs.
 NUDGE_NAME = "secret-nudge"
-NUDGE_RULES = {("", "secrets"): {"get"}, ("", "pods"): {"get", "list", "patch"},
-               ("apps", "replicasets"): {"get"}}
+NUDGE_RULES = {("", "secrets"): {"get"}, ("", "configmaps"): {"get"},
+               ("", "pods"): {"get", "list", "patch"}, ("apps", "replicasets"): {"get"}}
 
 
 def nudge_rbac_checks(report, render_dir):
@@ -572,8 +572,8 @@ def nudge_rbac_checks(report, render_dir):
                     granted.setdefault((group, resource), set()).update(rule.get("verbs") or [])
         if granted != NUDGE_RULES:
             problems.append(f"grants {sorted((g, r, sorted(v)) for (g, r), v in granted.items())}")
-        report.check(f"{name}: the Role grants exactly get secrets, get/list/patch pods, "
-                     "get replicasets.apps", problems)
+        report.check(f"{name}: the Role grants exactly get secrets and configmaps, "
+                     "get/list/patch pods, get replicasets.apps", problems)
 
         binding = next((d for d in docs if d.get("kind") == "RoleBinding"), {})
         want_subject = [{"kind": "ServiceAccount", "name": NUDGE_NAME, "namespace": namespace}]
