@@ -1,54 +1,62 @@
 #!/usr/bin/env bash
-# nudge.sh — have the kubelet deliver a changed Secret to the running pods now, instead of
-# on its next periodic sync of each pod (a minute or more later).
+# nudge.sh — have the kubelet deliver a changed Secret or ConfigMap to the running pods now,
+# instead of on its next periodic sync of each pod (a minute or more later).
 #
-# The kubelet rewrites a pod's Secret volumes whenever it syncs the pod, and syncs a pod as
-# soon as the pod object changes. So this annotates each running pod that mounts SECRET as
-# a volume (directly or through a projected volume, in any container, init containers too)
-# with the Secret's resourceVersion: `secret.nudge.hello-path-rs/SECRET: "RV"` (a name
-# longer than 63 characters becomes its first 52, "-" and 10 hex digits of its sha256).
+# The kubelet rewrites a pod's Secret and ConfigMap volumes whenever it syncs the pod, and
+# syncs a pod as soon as the pod object changes. So this annotates each running pod that
+# mounts the object as a volume (directly or through a projected volume, in any container,
+# init containers too) with its resourceVersion: `secret.nudge.hello-path-rs/NAME: "RV"`,
+# `configmap.nudge.hello-path-rs/NAME` for a ConfigMap (a name longer than 63 characters
+# becomes its first 52, "-" and 10 hex digits of its sha256).
 # Pods only, never a pod template: no new pod, no rollout, no restart. A pod that has the
 # current resourceVersion is left alone: a second run without a change changes nothing.
-# What the kubelet cannot change is reported with the cure: `env` (secretKeyRef), `envFrom`
-# and `subPath` consumers keep the old value until their pod is replaced (`kubectl rollout
-# restart` of the Deployment, StatefulSet or DaemonSet; else the direct owner is named).
+# What the kubelet cannot change is reported with the cure: `env` (secretKeyRef,
+# configMapKeyRef), `envFrom` and `subPath` consumers keep the old value until their pod is
+# replaced (`kubectl rollout restart` of the Deployment, StatefulSet or DaemonSet; else the
+# direct owner is named).
 # Any workload; needs only bash 4.4 or later, coreutils and kubectl (1.15 or later).
 #
-# Usage: scripts/nudge.sh SECRET [-n|--namespace NS] [--context NAME] [--dry-run] [-h|--help]
-#   -n, --namespace   the Secret's namespace (default: the kubectl context's)
-#   --context NAME    the kubeconfig context (default: the current one)
-#   --dry-run         read what is needed and say what would be done; patch nothing
+# Usage: scripts/nudge.sh [secret/]NAME|configmap/NAME [-n|--namespace NS] [--context CONTEXT]
+#                         [--dry-run] [-h|--help]
+#   NAME, secret/NAME   the Secret NAME; configmap/NAME (or cm/NAME): the ConfigMap NAME
+#   -n, --namespace     its namespace (default: the kubectl context's)
+#   --context CONTEXT   the kubeconfig context (default: the current one)
+#   --dry-run           read what is needed and say what would be done; patch nothing
 #
 # Output: one line a pod, its first word what happened — nudged (would-nudge with
 # --dry-run), unchanged, cannot-help (with the cure; a pod can be nudged and reported),
 # skipped (not running, terminating, or no container mounts the volume), gone (deleted
 # between the list and the patch) — then a sentence, then the last line:
 #   NUDGE secret=NAME nudged=N unchanged=N cannot_help=N skipped=N namespace=NS
-#         resource_version=RV dry_run=true|false
+#         resource_version=RV dry_run=true|false          (configmap=NAME for a ConfigMap)
 #
 # Environment:
 #   KUBECTL                 the kubectl command; may hold spaces, e.g. "k3s kubectl" [kubectl]
 #   NUDGE_REQUEST_TIMEOUT   seconds an API request may take (--request-timeout); a whole
 #                           kubectl call is cut off after 4 times that plus 5 s [10]
 #
-# Permissions (the Role of k8s/nudge-rbac): get secrets; list, get and patch pods (`kubectl
-# patch` GETs each pod first); get replicasets.apps (to name a pod's Deployment).
+# Permissions (the Role of k8s/nudge-rbac): get secrets (or configmaps); list, get and patch
+# pods (`kubectl patch` GETs each pod first); get replicasets.apps (to name a pod's
+# Deployment).
 #
 # Exit codes:
 #   0  did what could be done (also: nothing to nudge, or only consumers it cannot help)
-#   1  the Secret was not found, or the API refused a request: one line on stderr naming
-#      the verb and the resource, e.g. `nudge.sh: error: the API refused to patch
-#      pods/web-1 in namespace shop (Forbidden)`, after doing what could be done
+#   1  the Secret or ConfigMap, or its namespace, was not found, or the API refused a
+#      request: one line on stderr naming the verb and the resource, e.g. `nudge.sh: error:
+#      the API refused to patch pods/web-1 in namespace shop (Forbidden)`, after doing what
+#      could be done
 #   2  bad arguments, or no cluster reachable
 set -o errexit -o nounset -o pipefail
 
 readonly PROG=nudge.sh
-readonly KEY_PREFIX=secret.nudge.hello-path-rs
+readonly KEY_DOMAIN=nudge.hello-path-rs # after "secret." or "configmap."
 readonly NAME_MAX=63 # the name part of an annotation key
 readonly HASH_LEN=10
 readonly DNS_LABEL='[a-z0-9]([-a-z0-9]*[a-z0-9])?'
 
-SECRET="" NS="" CONTEXT="" DRY_RUN=false REQUEST_TIMEOUT=10 TMP="" KEY="" RV=""
+# What to nudge: the argument; its kind, kubectl's resource and the pod spec's field for it.
+TARGET="" NAME="" KIND=Secret RES=secret FIELD=secret
+NS="" CONTEXT="" DRY_RUN=false REQUEST_TIMEOUT=10 TMP="" KEY="" RV=""
 KUBE=()
 # Per-pod findings (parse_pods), one entry per pod in each list.
 NUDGE_PODS=() NUDGE_WHY=() UNCHANGED_PODS=() HELP_PODS=() HELP_WHY=() HELP_OWNER=()
@@ -114,21 +122,27 @@ parse_args() {
       --) shift; break ;;
       -*) usage_error "unknown option $1" ;;
       *)
-        [[ -z "${SECRET}" ]] || usage_error "one Secret at a time (got '${SECRET}' and '$1')"
-        SECRET=$1
+        [[ -z "${TARGET}" ]] || usage_error "one object at a time (got '${TARGET}' and '$1')"
+        TARGET=$1
         ;;
     esac
     shift
   done
   if (($#)); then
-    [[ -z "${SECRET}" && $# -eq 1 ]] || usage_error "one Secret at a time"
-    SECRET=$1
+    [[ -z "${TARGET}" && $# -eq 1 ]] || usage_error "one object at a time"
+    TARGET=$1
   fi
-  [[ -n "${SECRET}" ]] || usage_error "which Secret? (the first argument)"
-  # A Secret's name is a DNS subdomain; checking it also keeps it out of harm's way in the
-  # patch and the messages.
-  if ((${#SECRET} > 253)) || ! [[ "${SECRET}" =~ ^${DNS_LABEL}(\.${DNS_LABEL})*$ ]]; then
-    usage_error "'${SECRET}' is not a Secret name (a DNS subdomain: a-z, 0-9, '-', '.')"
+  [[ -n "${TARGET}" ]] || usage_error "which Secret or ConfigMap? (the first argument)"
+  NAME=${TARGET#*/}
+  case "${TARGET%%/*}" in
+    "${TARGET}" | secret | secrets) ;;
+    configmap | configmaps | cm) KIND=ConfigMap RES=configmap FIELD=configMap ;;
+    *) usage_error "'${TARGET}' is neither a Secret (NAME, secret/NAME) nor a ConfigMap (configmap/NAME)" ;;
+  esac
+  # A Secret's or ConfigMap's name is a DNS subdomain; checking it also keeps it out of
+  # harm's way in the patch and the messages.
+  if ((${#NAME} > 253)) || ! [[ "${NAME}" =~ ^${DNS_LABEL}(\.${DNS_LABEL})*$ ]]; then
+    usage_error "'${NAME}' is not a ${KIND} name (a DNS subdomain: a-z, 0-9, '-', '.')"
   fi
   if [[ -n "${NS}" ]] && { ((${#NS} > 63)) || ! [[ "${NS}" =~ ^${DNS_LABEL}$ ]]; }; then
     usage_error "'${NS}' is not a namespace name (a DNS label: a-z, 0-9, '-')"
@@ -138,17 +152,17 @@ parse_args() {
     usage_error "NUDGE_REQUEST_TIMEOUT must be a whole number of seconds, not '${REQUEST_TIMEOUT}'"
 }
 
-# annotation_key SECRET — our annotation key for that Secret: the prefix, then the name
-# itself when it fits the 63 characters of a key's name part, else its first 52 characters,
-# "-" and 10 hex digits of its sha256 (a Secret name starts with [a-z0-9] and the hash ends
-# with one, as a name part must; in between '-' and '.' are allowed).
+# annotation_key NAME — our annotation key for that Secret or ConfigMap: the prefix, then
+# the name itself when it fits the 63 characters of a key's name part, else its first 52
+# characters, "-" and 10 hex digits of its sha256 (a name starts with [a-z0-9] and the hash
+# ends with one, as a name part must; in between '-' and '.' are allowed).
 annotation_key() {
   local name=$1 hash
   if ((${#name} > NAME_MAX)); then
     hash=$(printf '%s' "${name}" | sha256sum | cut -c "1-${HASH_LEN}")
     name="${name:0:$((NAME_MAX - HASH_LEN - 1))}-${hash}"
   fi
-  printf '%s/%s\n' "${KEY_PREFIX}" "${name}"
+  printf '%s.%s/%s\n' "${RES}" "${KEY_DOMAIN}" "${name}"
 }
 
 # kube ARG... — kubectl as KUBECTL says, with --context, every request bounded by
@@ -189,56 +203,62 @@ refusal() {
 # answered LINE — true when LINE is an answer of the API server (not a lost connection).
 answered() { [[ "$1" == *"Error from server ("* ]]; }
 
-# read_secret — sets RV and NS (kubectl's default namespace when -n was not given) from the
-# Secret; exits 1 when it is not found or refused, 2 when no cluster answers.
-read_secret() {
+# read_object — sets RV and NS (kubectl's default namespace when -n was not given) from the
+# Secret or ConfigMap; exits 1 when it or its namespace is not found or it is refused, 2
+# when no cluster answers.
+read_object() {
   local -a ns_flag=()
   [[ -z "${NS}" ]] || ns_flag=(-n "${NS}")
-  if ! kube get secret "${SECRET}" "${ns_flag[@]}" \
-    -o 'go-template={{.metadata.namespace}} {{.metadata.resourceVersion}}' >"${TMP}/secret"; then
-    local line
+  if ! kube get "${RES}" "${NAME}" "${ns_flag[@]}" \
+    -o 'go-template={{.metadata.namespace}} {{.metadata.resourceVersion}}' >"${TMP}/object"; then
+    local line where="the context's namespace"
     line=$(last_error)
     if ! answered "${line}"; then
       die 2 "no cluster reachable with '${KUBECTL:-kubectl}${CONTEXT:+ --context ${CONTEXT}}': ${line}"
     fi
-    if [[ "${line}" == *"(NotFound)"* ]]; then
-      local where="the context's namespace"
-      [[ -z "${NS}" ]] || where="namespace ${NS}"
-      die 1 "Secret ${SECRET} not found in ${where}"
+    [[ -z "${NS}" ]] || where="namespace ${NS}"
+    # After a 404 kubectl reads the namespace, and says when that is what is missing (when
+    # it may read it: else it reports the 404 it had).
+    if [[ "${line}" =~ \(NotFound\):\ namespaces\ \"([^\"]+)\"\ not\ found ]]; then
+      [[ -z "${NS}" ]] || die 1 "namespace ${NS} not found"
+      die 1 "namespace ${BASH_REMATCH[1]} not found (the context's namespace)"
     fi
-    refusal get "secrets/${SECRET}" "${line}"
+    [[ "${line}" != *"(NotFound)"* ]] || die 1 "${KIND} ${NAME} not found in ${where}"
+    refusal get "${RES}s/${NAME}" "${line}"
     die 1 "${REFUSAL}"
   fi
   local ns rv
-  read -r ns rv <"${TMP}/secret" || true
+  read -r ns rv <"${TMP}/object" || true
   NS=${NS:-${ns}}
   # A resourceVersion is opaque, but always a plain token: keep it one in the patch.
   [[ "${rv}" =~ ^[A-Za-z0-9._:-]+$ ]] ||
-    die 1 "Secret ${SECRET} in namespace ${NS} has an unexpected resourceVersion '${rv}'"
+    die 1 "${KIND} ${NAME} in namespace ${NS} has an unexpected resourceVersion '${rv}'"
   RV=${rv}
 }
 
-# pods_template — a go-template printing, for each pod, the lines parse_pods reads:
+# pods_template — a go-template printing, for each pod, the lines parse_pods reads (FIELD:
+# secret or configMap, the kind of object to nudge; the others are not asked for):
 #   P NAME PHASE terminating|- VALUE-OF-OUR-ANNOTATION
 #   O OWNER-KIND OWNER-NAME controller|-
-#   V VOLUME secret|projected SECRET-NAME
+#   V VOLUME FIELD|projected OBJECT-NAME
 #   M init|container|ephemeral CONTAINER VOLUME subPath|-
-#   E init|container|ephemeral CONTAINER SECRET-NAME VARIABLE     (env secretKeyRef)
-#   F init|container|ephemeral CONTAINER SECRET-NAME              (envFrom secretRef)
+#   E init|container|ephemeral CONTAINER OBJECT-NAME VARIABLE   (env FIELDKeyRef)
+#   F init|container|ephemeral CONTAINER OBJECT-NAME            (envFrom FIELDRef)
 # Only fields of the Kubernetes 1.15 API, and ephemeralContainers (1.16 on; a range over a
 # missing field prints nothing); `if` on a missing field is false, so optional fields are
 # tested before they are printed or indexed.
 pods_template() {
-  local nl='{{"\n"}}' containers="" field kind
+  local nl='{{"\n"}}' containers="" field kind name=name
+  [[ "${FIELD}" != secret ]] || name=secretName # a Secret volume's name field
   for field in initContainers:init containers:container ephemeralContainers:ephemeral; do
     kind=${field#*:}
     field=${field%%:*}
     containers+="{{range .spec.${field}}}{{\$c := .name}}"
     containers+="{{range .volumeMounts}}M ${kind} {{\$c}} {{.name}} "
     containers+="{{if .subPath}}subPath{{else if .subPathExpr}}subPath{{else}}-{{end}}${nl}{{end}}"
-    containers+="{{range .env}}{{\$e := .name}}{{with .valueFrom}}{{with .secretKeyRef}}"
+    containers+="{{range .env}}{{\$e := .name}}{{with .valueFrom}}{{with .${FIELD}KeyRef}}"
     containers+="E ${kind} {{\$c}} {{.name}} {{\$e}}${nl}{{end}}{{end}}{{end}}"
-    containers+="{{range .envFrom}}{{with .secretRef}}F ${kind} {{\$c}} {{.name}}${nl}{{end}}{{end}}"
+    containers+="{{range .envFrom}}{{with .${FIELD}Ref}}F ${kind} {{\$c}} {{.name}}${nl}{{end}}{{end}}"
     containers+="{{end}}"
   done
   printf '%s' "{{range .items}}" \
@@ -248,8 +268,8 @@ pods_template() {
     "{{range .metadata.ownerReferences}}O {{.kind}} {{.name}} " \
     "{{if .controller}}controller{{else}}-{{end}}${nl}{{end}}" \
     "{{range .spec.volumes}}{{\$v := .name}}" \
-    "{{with .secret}}V {{\$v}} secret {{.secretName}}${nl}{{end}}" \
-    "{{with .projected}}{{range .sources}}{{with .secret}}V {{\$v}} projected {{.name}}${nl}" \
+    "{{with .${FIELD}}}V {{\$v}} ${FIELD} {{.${name}}}${nl}{{end}}" \
+    "{{with .projected}}{{range .sources}}{{with .${FIELD}}}V {{\$v}} projected {{.name}}${nl}" \
     "{{end}}{{end}}{{end}}{{end}}" \
     "${containers}" \
     "{{end}}"
@@ -277,12 +297,12 @@ classify_pod() {
     [[ " ${P_MOUNTED[*]} " == *" ${vol} "* ]] || unmounted+=("${vol}")
   done
   if ((${#P_VOLUMES[@]} == 0 && ${#P_CANNOT[@]} == 0)); then
-    return 0 # not a consumer of this Secret
+    return 0 # not a consumer of this object
   fi
   local not_running=""
   case "${P_STATE}/${P_PHASE}" in
     terminating/*) not_running="terminating" ;;
-    */Pending) not_running="Pending, not started: it reads the Secret as it is when it starts" ;;
+    */Pending) not_running="Pending, not started: it reads the ${KIND} as it is when it starts" ;;
     */Running) ;;
     *) not_running="${P_PHASE}, not running" ;;
   esac
@@ -304,7 +324,7 @@ classify_pod() {
     HELP_OWNER+=("${P_OWNER}")
   fi
   if ((${#P_USES[@]} == 0 && ${#P_CANNOT[@]} == 0)); then
-    SKIPPED_LINES+=("skipped pod/${P_NAME}: no container mounts volume $(join ', ' "${unmounted[@]}"), which holds the Secret")
+    SKIPPED_LINES+=("skipped pod/${P_NAME}: no container mounts volume $(join ', ' "${unmounted[@]}"), which holds the ${KIND}")
   fi
 }
 
@@ -328,9 +348,9 @@ parse_pods() {
         fi
         ;;
       V)
-        if [[ "${c}" == "${SECRET}" ]]; then
+        if [[ "${c}" == "${NAME}" ]]; then
           P_VOLUMES+=("${a}")
-          [[ "${b}" == secret ]] || P_PROJECTED+="${a} "
+          [[ "${b}" != projected ]] || P_PROJECTED+="${a} "
         fi
         ;;
       M)
@@ -344,8 +364,8 @@ parse_pods() {
           P_USES+=("${projected}volume ${c} in $(in_container "${a}" "${b}")")
         fi
         ;;
-      E) [[ "${c}" != "${SECRET}" ]] || P_CANNOT+=("env ${d} in $(in_container "${a}" "${b}")") ;;
-      F) [[ "${c}" != "${SECRET}" ]] || P_CANNOT+=("envFrom in $(in_container "${a}" "${b}")") ;;
+      E) [[ "${c}" != "${NAME}" ]] || P_CANNOT+=("env ${d} in $(in_container "${a}" "${b}")") ;;
+      F) [[ "${c}" != "${NAME}" ]] || P_CANNOT+=("envFrom in $(in_container "${a}" "${b}")") ;;
       *) ;; # a line of an annotation value of ours that holds a newline: not ours to read
     esac
   done <"$1"
@@ -471,11 +491,11 @@ report() {
   if [[ "${DRY_RUN}" == true && NUDGED -gt 0 ]]; then
     said+=("dry run: would nudge ${NUDGED} pod(s), patched nothing")
   elif ((NUDGED > 0)); then
-    said+=("nudged ${NUDGED} pod(s): the kubelet rewrites their copies of Secret ${SECRET} now")
+    said+=("nudged ${NUDGED} pod(s): the kubelet rewrites their copies of ${KIND} ${NAME} now")
   elif ((unchanged > 0)); then
-    said+=("nothing changed: the pods that mount Secret ${SECRET} already have its resourceVersion ${RV}")
+    said+=("nothing changed: the pods that mount ${KIND} ${NAME} already have its resourceVersion ${RV}")
   else
-    said+=("nothing to nudge: no running pod in namespace ${NS} mounts Secret ${SECRET} as a volume")
+    said+=("nothing to nudge: no running pod in namespace ${NS} mounts ${KIND} ${NAME} as a volume")
   fi
   if ((unchanged > 0 && NUDGED > 0)); then
     said+=("${unchanged} already up to date")
@@ -484,8 +504,8 @@ report() {
     said+=("${helpless} pod(s) keep the old value until restarted (cannot-help above)")
   fi
   printf '%s\n' "$(join '; ' "${said[@]}")"
-  printf 'NUDGE secret=%s nudged=%d unchanged=%d cannot_help=%d skipped=%d namespace=%s resource_version=%s dry_run=%s\n' \
-    "${SECRET}" "${NUDGED}" "${unchanged}" "${helpless}" "${skipped}" "${NS}" "${RV}" "${DRY_RUN}"
+  printf 'NUDGE %s=%s nudged=%d unchanged=%d cannot_help=%d skipped=%d namespace=%s resource_version=%s dry_run=%s\n' \
+    "${RES}" "${NAME}" "${NUDGED}" "${unchanged}" "${helpless}" "${skipped}" "${NS}" "${RV}" "${DRY_RUN}"
 }
 
 main() {
@@ -498,9 +518,9 @@ main() {
   [[ -z "${CONTEXT}" ]] || KUBE+=(--context "${CONTEXT}")
   TMP=$(mktemp -d)
   trap cleanup EXIT
-  KEY=$(annotation_key "${SECRET}")
+  KEY=$(annotation_key "${NAME}")
 
-  read_secret
+  read_object
   list_pods
   nudge_pods
   report

@@ -3,9 +3,12 @@
     check_manifests.py check RENDER_DIR K8S_DIR
         RENDER_DIR holds one `kubectl kustomize` output per overlay (<overlay>.yaml) and
         wrapped-secret-generator.yaml (the secret-generator overlay wrapped by a
-        kustomization that changes the Secret value and overrides the image), and for
+        kustomization that changes the Secret value and overrides the image), for
         k8s/nudge-rbac nudge-rbac.yaml and wrapped-nudge-rbac.yaml (in namespace shop,
-        through a wrapping kustomization). Prints one
+        through a wrapping kustomization), and for the nudger nudger.yaml,
+        nudger-cluster.yaml (k8s/nudger, k8s/nudger/cluster) and wrapped-nudger.yaml,
+        wrapped-nudger-cluster.yaml (each in namespace shop, with the component
+        k8s/nudger/restart and image example.invalid/hello-path-nudger:override). Prints one
         `PASS <check>` or `FAIL <check>: <why>` line per check; exits 1 if any failed.
 
     check_manifests.py as-1.15 FILE
@@ -522,10 +525,30 @@ def file_checks(report, k8s_dir):
             path = os.path.join(root, name)
             with open(path, encoding="utf-8") as f:
                 text = f.read()
-            for word in ("commonLabels", "disableNameSuffixHash", "livenessProbe:"):
+            # The nudger has a liveness probe: unlike the service, it never waits without
+            # a listener.
+            rel = os.path.relpath(path, k8s_dir).split(os.sep)
+            words = ["commonLabels", "disableNameSuffixHash"]
+            if rel[0] in ("base", "overlays") or (
+                    rel[0] == "rendered" and not rel[-1].startswith("nudge")):
+                words.append("livenessProbe:")
+            for word in words:
                 if re.search(rf"^\s*{word}", text, re.MULTILINE):
                     problems.append(f"{path} uses {word}")
-    report.check("no commonLabels, disableNameSuffixHash or livenessProbe in k8s/", problems)
+    report.check("no commonLabels or disableNameSuffixHash in k8s/, no livenessProbe in the "
+                 "service's manifests", problems)
+
+    problems = []
+    for part in ("", "cluster", "restart"):
+        path = os.path.join(k8s_dir, "nudger", part, "kustomization.yaml")
+        if not os.path.isfile(path):
+            problems.append(f"missing {path}")
+            continue
+        with open(path, encoding="utf-8") as f:
+            if not f.readline().startswith("# "):
+                problems.append(f"{path} does not open with a comment saying what it is")
+    report.check("k8s/nudger, its cluster variant and its restart component exist, each "
+                 "opening with a comment", problems)
 
     path = os.path.join(k8s_dir, "base", "kustomization.yaml")
     with open(path, encoding="utf-8") as f:
@@ -537,8 +560,8 @@ def file_checks(report, k8s_dir):
 # What scripts/nudge.sh asks of the API, and so all its Role may grant (tests/nudge.sh
 # shows the script makes exactly these requests): (API group, resource) -> verbs.
 NUDGE_NAME = "secret-nudge"
-NUDGE_RULES = {("", "secrets"): {"get"}, ("", "pods"): {"get", "list", "patch"},
-               ("apps", "replicasets"): {"get"}}
+NUDGE_RULES = {("", "secrets"): {"get"}, ("", "configmaps"): {"get"},
+               ("", "pods"): {"get", "list", "patch"}, ("apps", "replicasets"): {"get"}}
 
 
 def nudge_rbac_checks(report, render_dir):
@@ -572,8 +595,8 @@ def nudge_rbac_checks(report, render_dir):
                     granted.setdefault((group, resource), set()).update(rule.get("verbs") or [])
         if granted != NUDGE_RULES:
             problems.append(f"grants {sorted((g, r, sorted(v)) for (g, r), v in granted.items())}")
-        report.check(f"{name}: the Role grants exactly get secrets, get/list/patch pods, "
-                     "get replicasets.apps", problems)
+        report.check(f"{name}: the Role grants exactly get secrets and configmaps, "
+                     "get/list/patch pods, get replicasets.apps", problems)
 
         binding = next((d for d in docs if d.get("kind") == "RoleBinding"), {})
         want_subject = [{"kind": "ServiceAccount", "name": NUDGE_NAME, "namespace": namespace}]
@@ -582,6 +605,210 @@ def nudge_rbac_checks(report, render_dir):
             "" if (ref.get("kind"), ref.get("name")) == ("Role", NUDGE_NAME) else f"roleRef {ref}",
             "" if binding.get("subjects") == want_subject else f"subjects {binding.get('subjects')}",
         ])
+
+
+# The nudger (SPEC §9, k8s/nudger): its requests, and so all its Role may grant; the
+# component k8s/nudger/restart adds RESTART_RULES (--restart-unreloadable).
+NUDGER = "hello-path-nudger"
+NUDGER_IMAGE = f"localhost/{NUDGER}:0.1.0"
+NUDGER_RULES = {("", "secrets"): {"list", "watch"}, ("", "configmaps"): {"list", "watch"},
+                ("", "pods"): {"list", "watch", "patch"}, ("apps", "replicasets"): {"get"}}
+RESTART_RULES = {("apps", kind): {"get", "patch"}
+                 for kind in ("deployments", "statefulsets", "daemonsets")}
+# Its command line (fixed by the brief of issue 18): value flags and Go-style booleans.
+NUDGER_VALUE_FLAGS = {"namespace", "kubeconfig", "context", "listen-addr"}
+NUDGER_BOOL_FLAGS = {"all-namespaces", "restart-unreloadable", "dry-run"}
+NUDGER_LABELS = {"app.kubernetes.io/name": NUDGER, "app.kubernetes.io/instance": NUDGER,
+                 "app.kubernetes.io/part-of": "hello-path-rs",
+                 "app.kubernetes.io/component": "controller",
+                 "app.kubernetes.io/version": "0.1.0", "app.kubernetes.io/managed-by": "kustomize"}
+NUDGER_SELECTOR = {k: NUDGER_LABELS[k] for k in SELECTOR_KEYS}
+
+
+def nudger_args(args):
+    """Problems with the nudger's container args, parsed as its command line does."""
+    problems, seen = [], set()
+    args = [str(a) for a in args]
+    i = 0
+    while i < len(args):
+        match = re.fullmatch(r"--([a-z][a-z-]*)(?:=(.*))?", args[i])
+        i += 1
+        if not match:
+            problems.append(f"unexpected argument {args[i - 1]!r}")
+            continue
+        name, value = match.groups()
+        if name in NUDGER_BOOL_FLAGS:
+            if value not in (None, "true", "false"):
+                problems.append(f"--{name} takes =true or =false, not {value!r}")
+        elif name in NUDGER_VALUE_FLAGS:
+            if value is None:
+                if i >= len(args):
+                    problems.append(f"--{name} needs a value")
+                i += 1
+        else:
+            problems.append(f"unknown flag --{name}")
+        if name in seen and name != "namespace":
+            problems.append(f"--{name} given twice")
+        seen.add(name)
+    return problems
+
+
+def nudger_checks(report, render_dir):
+    """The nudger's two variants, as rendered and wrapped into namespace shop with the
+    restart component and another image."""
+    for name, namespace, cluster, restart in (
+            ("nudger", NAMESPACE, False, False), ("nudger-cluster", NAMESPACE, True, False),
+            ("wrapped-nudger", "shop", False, True), ("wrapped-nudger-cluster", "shop", True, True)):
+        path = os.path.join(render_dir, f"{name}.yaml")
+        if not os.path.isfile(path):
+            report.check(f"{name}: rendered", ["no rendered output"])
+            continue
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        docs = [d for d in yaml.safe_load_all(text) if d]
+        by_kind = {d.get("kind"): d for d in docs}
+        role_kind = "ClusterRole" if cluster else "Role"
+        kinds = ["Deployment", role_kind, f"{role_kind}Binding", "Service", "ServiceAccount"]
+        problems = [] if sorted(d.get("kind") for d in docs) == sorted(kinds) else [
+            f"objects {sorted(d.get('kind') for d in docs)}, not {sorted(kinds)}"]
+        for doc in docs:
+            meta = doc.get("metadata", {})
+            want_ns = None if doc.get("kind", "").startswith("Cluster") else namespace
+            if meta.get("name") != NUDGER or meta.get("namespace") != want_ns:
+                problems.append(f"{doc.get('kind')} {meta.get('namespace')}/{meta.get('name')}")
+            labels = meta.get("labels") or {}
+            if any(labels.get(k) != v for k, v in NUDGER_LABELS.items()):
+                problems.append(f"{doc.get('kind')} labels {labels}")
+        # Moving the rendered copy (k8s/rendered/nudger*.yaml) to another namespace is a
+        # replacement of `namespace: hello-path`, which must then be the only one there.
+        for line in re.findall(r"^\s*namespace:.*$", text, re.MULTILINE):
+            if line.split(":", 1)[1].strip() != namespace:
+                problems.append(f"a line {line.strip()!r}")
+        where = "cluster-wide rights" if cluster else f"rights in {namespace}"
+        report.check(f"{name}: ServiceAccount, {role_kind}, {role_kind}Binding, Deployment, "
+                     f"Service {NUDGER} in namespace {namespace} ({where}), recommended labels "
+                     "on each", problems)
+
+        role = by_kind.get(role_kind, {})
+        granted, problems = {}, []
+        for rule in role.get("rules") or []:
+            if set(rule) - {"apiGroups", "resources", "verbs"}:
+                problems.append(f"rule with {sorted(set(rule) - {'apiGroups', 'resources', 'verbs'})}")
+            for group in rule.get("apiGroups") or []:
+                for resource in rule.get("resources") or []:
+                    granted.setdefault((group, resource), set()).update(rule.get("verbs") or [])
+        want = {**NUDGER_RULES, **(RESTART_RULES if restart else {})}
+        if granted != want:
+            problems.append(f"grants {sorted((g, r, sorted(v)) for (g, r), v in granted.items())}")
+        report.check(f"{name}: the {role_kind} grants exactly list/watch secrets and "
+                     "configmaps, list/watch/patch pods, get replicasets.apps"
+                     + (", get/patch deployments, statefulsets, daemonsets" if restart else ""),
+                     problems)
+
+        binding = by_kind.get(f"{role_kind}Binding", {})
+        ref = binding.get("roleRef") or {}
+        want_subject = [{"kind": "ServiceAccount", "name": NUDGER, "namespace": namespace}]
+        report.check(f"{name}: the {role_kind}Binding binds it to the ServiceAccount of {namespace}", [
+            "" if (ref.get("kind"), ref.get("name")) == (role_kind, NUDGER) else f"roleRef {ref}",
+            "" if binding.get("subjects") == want_subject else f"subjects {binding.get('subjects')}",
+        ])
+
+        dep = by_kind.get("Deployment", {})
+        spec = dep.get("spec") or {}
+        template = spec.get("template") or {}
+        pod = template.get("spec") or {}
+        containers = pod.get("containers") or [{}]
+        c = containers[0]
+        svc = (by_kind.get("Service") or {}).get("spec") or {}
+        template_labels = (template.get("metadata") or {}).get("labels") or {}
+        report.check(f"{name}: Deployment and Service select exactly name + instance", [
+            "" if (spec.get("selector") or {}).get("matchLabels") == NUDGER_SELECTOR else
+            f"Deployment selector {spec.get('selector')}",
+            "" if svc.get("selector") == NUDGER_SELECTOR else
+            f"Service selector {svc.get('selector')}",
+            "" if all(template_labels.get(k) == v for k, v in NUDGER_LABELS.items()) else
+            f"pod template labels {template_labels}",
+        ])
+
+        psc, csc = pod.get("securityContext") or {}, c.get("securityContext") or {}
+        caps = csc.get("capabilities") or {}
+        annotations = (template.get("metadata") or {}).get("annotations") or {}
+        problems = []
+        if psc.get("runAsNonRoot") is not True:
+            problems.append("pod runAsNonRoot is not true")
+        if (psc.get("runAsUser"), psc.get("runAsGroup")) != (UID, UID):
+            problems.append(f"pod runAsUser/runAsGroup are not {UID}")
+        if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            problems.append("no seccompProfile RuntimeDefault")
+        if annotations.get(SECCOMP_ANNOTATION) != "runtime/default":
+            problems.append(f"no {SECCOMP_ANNOTATION}: runtime/default annotation (Kubernetes < 1.19)")
+        if csc.get("allowPrivilegeEscalation") is not False:
+            problems.append("allowPrivilegeEscalation is not false")
+        if caps.get("drop") != ["ALL"] or caps.get("add"):
+            problems.append("capabilities are not drop [ALL] without add")
+        if csc.get("readOnlyRootFilesystem") is not True:
+            problems.append("readOnlyRootFilesystem is not true")
+        if csc.get("privileged") or "runAsUser" in csc or "runAsNonRoot" in csc:
+            problems.append("the container overrides the pod's user or privileges")
+        if any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")):
+            problems.append("uses host namespaces")
+        if pod.get("volumes"):
+            problems.append(f"volumes {pod['volumes']}")
+        report.check(f"{name}: restricted Pod Security (non-root {UID}, seccomp, no caps, "
+                     "ro rootfs, no volumes)", problems)
+
+        report.check(f"{name}: runs as its ServiceAccount, with the token mounted (it needs it)", [
+            "" if pod.get("serviceAccountName") == NUDGER else
+            f"serviceAccountName {pod.get('serviceAccountName')}",
+            "" if pod.get("automountServiceAccountToken") is True else
+            "automountServiceAccountToken is not true",
+        ])
+
+        image = NUDGER_IMAGE
+        if name.startswith("wrapped-"):
+            image = "example.invalid/hello-path-nudger:override"
+        ports = c.get("ports") or []
+        want_args = ["--listen-addr=0.0.0.0:8080"] + (["--all-namespaces"] if cluster else [])
+        want_args += ["--restart-unreloadable"] if restart else []
+        report.check(f"{name}: one container, image {image}, IfNotPresent, port http 8080, "
+                     f"args {want_args}", [
+            "" if len(containers) == 1 and not pod.get("initContainers") else "not one container",
+            "" if c.get("image") == image else f"image {c.get('image')}",
+            "" if c.get("imagePullPolicy") == "IfNotPresent" else "imagePullPolicy is not IfNotPresent",
+            "" if any(p.get("name") == "http" and p.get("containerPort") == 8080 for p in ports)
+            else f"ports {ports}",
+            "" if c.get("args") == want_args else f"args {c.get('args')}",
+        ] + nudger_args(c.get("args") or []))
+
+        problems = []
+        for probe, want_path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            get = (c.get(probe) or {}).get("httpGet") or {}
+            if (get.get("path"), get.get("port")) != (want_path, "http"):
+                problems.append(f"{probe} httpGet {get}, not {want_path} on port http")
+        live = c.get("livenessProbe") or {}
+        if live.get("periodSeconds", 10) * live.get("failureThreshold", 3) < 20:
+            problems.append("liveness gives up within 20 s")
+        report.check(f"{name}: readiness GET /readyz, liveness GET /healthz, on port http", problems)
+
+        resources = c.get("resources") or {}
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        strategy = spec.get("strategy") or {}
+        grace = pod.get("terminationGracePeriodSeconds")
+        report.check(f"{name}: requests cpu + memory, a memory limit; 1 replica, "
+                     "maxUnavailable 0, a short grace period", [
+            "" if "cpu" in requests and "memory" in requests else f"requests {requests}",
+            "" if "memory" in limits else "no memory limit",
+            "" if spec.get("replicas") == 1 else f"replicas {spec.get('replicas')}",
+            "" if (strategy.get("rollingUpdate") or {}).get("maxUnavailable") == 0
+            else f"strategy {strategy}",
+            "" if isinstance(grace, int) and 0 < grace <= 30
+            else f"terminationGracePeriodSeconds {grace}",
+        ])
+
+        ports = svc.get("ports") or []
+        report.check(f"{name}: Service port http -> http (for scraping /metrics)", [
+            "" if [(p.get("name"), p.get("targetPort")) for p in ports] == [("http", "http")]
+            else f"ports {ports}"])
 
 
 def check(render_dir, k8s_dir):
@@ -603,6 +830,7 @@ def check(render_dir, k8s_dir):
         "" if wrapped and wrapped.container.get("image") == "example.invalid/hello-path-rs:override"
         else "image not overridden"])
     nudge_rbac_checks(report, render_dir)
+    nudger_checks(report, render_dir)
     return 1 if report.failed else 0
 
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Manifest test: renders every kustomize overlay under k8s/overlays (and k8s/nudge-rbac,
-# the Role of scripts/nudge.sh), validates each
-# rendered object strictly against the Kubernetes 1.30 schema and, with the fields newer
-# than 1.15 that the manifests use on purpose removed (seccompProfile), against the 1.15
-# schema, then asserts what each scenario needs (tests/check_manifests.py).
+# the Role of scripts/nudge.sh, and the nudger's k8s/nudger and k8s/nudger/cluster),
+# validates each rendered object strictly against the Kubernetes 1.30 schema and, with the
+# fields newer than 1.15 that the manifests use on purpose removed (seccompProfile), against
+# the 1.15 schema, then asserts what each scenario and the nudger need
+# (tests/check_manifests.py).
 # Needs no cluster. Prints one line per check and ends with `N passed, M failed`.
 #
 # Usage: bash tests/manifests.sh [-h|--help]
@@ -114,8 +115,12 @@ main() {
   failed=0
 
   local dir overlay out
-  for dir in "${K8S_DIR}"/overlays/*/ "${K8S_DIR}"/nudge-rbac/; do
-    overlay=$(basename -- "${dir}")
+  for dir in "${K8S_DIR}"/overlays/*/ "${K8S_DIR}"/nudge-rbac/ "${K8S_DIR}"/nudger/ \
+    "${K8S_DIR}"/nudger/cluster/; do
+    overlay=${dir#"${K8S_DIR}"/}
+    overlay=${overlay%/}
+    overlay=${overlay#overlays/}
+    overlay=${overlay//\//-} # nudger/cluster: nudger-cluster
     out="${tmp}/${overlay}.yaml"
     if "${kubectl[@]}" kustomize "${dir}" >"${out}" 2>"${tmp}/err"; then
       record ok "${overlay}: kubectl kustomize renders"
@@ -171,6 +176,20 @@ EOF
   printf '%s\n' "namespace: shop" "resources:" "  - ../tree/nudge-rbac" >"${tmp}/wrap-rbac/kustomization.yaml"
   "${kubectl[@]}" kustomize "${tmp}/wrap-rbac" >"${tmp}/wrapped-nudge-rbac.yaml" 2>"${tmp}/err" ||
     { sed 's/^/    /' "${tmp}/err"; rm -f -- "${tmp}/wrapped-nudge-rbac.yaml"; }
+
+  # Both variants of the nudger wrapped the same way, with the restart component and
+  # another image.
+  local variant
+  for variant in nudger nudger/cluster; do
+    overlay="wrapped-${variant//\//-}"
+    mkdir -p "${tmp}/${overlay}"
+    printf '%s\n' "namespace: shop" "resources:" "  - ../tree/${variant}" \
+      "components:" "  - ../tree/nudger/restart" "images:" "  - name: localhost/hello-path-nudger" \
+      "    newName: example.invalid/hello-path-nudger" "    newTag: override" \
+      >"${tmp}/${overlay}/kustomization.yaml"
+    "${kubectl[@]}" kustomize "${tmp}/${overlay}" >"${tmp}/${overlay}.yaml" 2>"${tmp}/err" ||
+      { sed 's/^/    /' "${tmp}/err"; rm -f -- "${tmp}/${overlay}.yaml"; }
+  done
 
   local checks status=0
   checks=$("${VENV}/bin/python" tests/check_manifests.py check "${tmp}" "${K8S_DIR}" 2>&1) || status=$?

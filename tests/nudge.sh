@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
 # tests/nudge.sh — scripts/nudge.sh end to end without a cluster: the real kubectl, its
 # go-templates and error messages, against a fake API server (tests/lib/fake_apiserver.py)
-# that serves recorded Pods, Secrets and ReplicaSets (tests/fixtures/nudge/*.json),
-# applies and logs the PATCHes, and enforces the Role of k8s/nudge-rbac.
+# that serves recorded Pods, Secrets, ConfigMaps and ReplicaSets
+# (tests/fixtures/nudge/*.json), applies and logs the PATCHes, and enforces the Role of
+# k8s/nudge-rbac.
 #
 #   1. --help; bad arguments exit 2 before any request; no reachable cluster exits 2 (the
 #      current context points nowhere, KUBECTL is no command, the server never answers);
-#      the script is one self-contained bash file; shellcheck (when installed);
+#      the script is one self-contained bash file, shellcheck-clean (when shellcheck is
+#      installed), committed executable and run as such;
 #   2. namespace shop: exactly which pods are annotated with what (the PATCHes the server
 #      applied), the whole report (tests/fixtures/nudge/shop.out), every request bounded
-#      by --request-timeout, and exactly the requests the Role allows, each verb used;
-#      volumes, projected volumes, env, envFrom, subPath-only, several containers, init
-#      containers, pods of other Secrets, terminating and not running pods;
+#      by --request-timeout; volumes, projected volumes, env, envFrom, subPath-only,
+#      several containers, init containers, pods of other Secrets, terminating and not
+#      running pods;
 #   3. a repeat run changes nothing and says so; after a Secret change every pod is
 #      nudged again; --dry-run patches nothing; the namespace of the context; another
 #      namespace; a long Secret name (a key of at most 63, with a stable hash);
-#   4. refusals, each exit 1 with one line naming the verb and the resource: get secrets,
-#      list pods, get pods, patch pods (all, one pod, one whose name begins another's), get
-#      replicasets; the Secret not found; a pod deleted between the list and the patch;
-#   5. our own overlays (k8s/rendered/volume-reload, rotate, env-reload, subpath), their
+#   4. ConfigMaps (configmap/NAME) the same way: volumes, projected volumes, configMapKeyRef
+#      env, configMapRef envFrom, subPath, a Secret of the same name left alone, their own
+#      annotation key; repeat, change, --dry-run; a bare NAME is a Secret; the Role grants
+#      exactly the requests of the Secret and ConfigMap runs, each verb used; a missing
+#      ConfigMap, a missing namespace (-n, or the context's) named as such;
+#   5. refusals, each exit 1 with one line naming the verb and the resource: get secrets,
+#      get configmaps, list pods, get pods, patch pods (all, one pod, one whose name begins
+#      another's), get replicasets; the Secret not found; a pod deleted between the list
+#      and the patch;
+#   6. our own overlays (k8s/rendered/volume-reload, rotate, env-reload, subpath), their
 #      Deployments turned into the pods their ReplicaSets would run;
-#   6. the answers the fake kubectl of the dry --kube walkthrough gives nudge.sh's calls
+#   7. the answers the fake kubectl of the dry --kube walkthrough gives nudge.sh's calls
 #      (tests/fixtures/nudge-answers/) are what the real kubectl prints for them now
 #      (tests/lib/nudge-answers.sh --check).
 #
@@ -36,6 +44,7 @@ readonly NUDGE="${ROOT}/scripts/nudge.sh"
 readonly FAKE="${ROOT}/tests/lib/fake_apiserver.py"
 readonly FIXTURES="${ROOT}/tests/fixtures/nudge"
 readonly PREFIX=secret.nudge.hello-path-rs
+readonly CM_PREFIX=configmap.nudge.hello-path-rs
 readonly USER_NAME=system:serviceaccount:shop:secret-nudge
 readonly CLIENT=${KUBECTL:-kubectl}
 readonly SHOP_RV=48213
@@ -43,6 +52,11 @@ readonly SHOP_RV=48213
 readonly SHOP_VOLUME_PODS=(api-0 gateway-9c8b7d6f5-h4j6k mixed-6f8d9c7b5-t6y2u node-agent-x7p2q
   web-6d8f7c9b54-2xkqp web-6d8f7c9b54-7hn4t worker-5c7b9d8f6-k2m9x)
 readonly SHOP_UP_TO_DATE=web-6d8f7c9b54-r5wzm # annotated with ${SHOP_RV} already
+# ConfigMap app-config of namespace shop: its resourceVersion, the running pods that mount
+# it as a volume and lack it, the one that has it.
+readonly CM_RV=48300
+readonly CM_VOLUME_PODS=(jobs-0 site-7b8c9d6f5-a1b2c)
+readonly CM_UP_TO_DATE=site-7b8c9d6f5-d3e4f
 # shellcheck source=tests/lib/tap.sh
 source "${ROOT}/tests/lib/tap.sh"
 WORK=""
@@ -52,13 +66,14 @@ KUBE=""
 ROLE=""
 RC=0
 MARK=0
-SECRET_NAME=app-secret # of the NUDGE lines the checks expect
+SUMMARY_OF=secret=app-secret # the object of the NUDGE lines the checks expect
 OVERLAY_PODS=()
 OVERLAY_RV=""
 readonly OVERLAYS=(volume-reload rotate env-reload subpath)
 # Bad calls, one string of arguments each.
 readonly BAD_ARGS=("--namespace" "app-secret --bogus" "app-secret other-secret" "app-secret -n"
-  "app-secret --context" "Bad_Name -n shop" "app-secret -n Shop_1" "app-secret --namespace=")
+  "app-secret --context" "Bad_Name -n shop" "app-secret -n Shop_1" "app-secret --namespace="
+  "deployment/web -n shop" "configmap/ -n shop" "configmap/Bad_Name -n shop" "secret/a/b -n shop")
 
 usage() { sed -n '2,/^set -o/{/^set -o/d;s/^# \{0,1\}//;p}' "$0"; }
 
@@ -128,7 +143,7 @@ server_stop() {
 nudge() {
   MARK=$(wc -l <"${CASE}/log")
   RC=0
-  KUBECTL="${KUBE}" timeout 120 bash "${NUDGE}" "$@" >"${CASE}/out" 2>"${CASE}/err" || RC=$?
+  KUBECTL="${KUBE}" timeout 120 "${NUDGE}" "$@" >"${CASE}/out" 2>"${CASE}/err" || RC=$?
 }
 # requests — the log lines of the last run's requests.
 requests() { tail -n "+$((MARK + 1))" "${CASE}/log"; }
@@ -191,10 +206,10 @@ usage_refused() {
   all rc_is 2 -- no_request -- grep -q '^nudge.sh: error: ' "${CASE}/err" -- \
     grep -q "^Try '" "${CASE}/err" -- same "$(wc -l <"${CASE}/err")" 2
 }
-# summary N U C S [NS RV DRY] — the NUDGE line of ${SECRET_NAME} with those figures.
+# summary N U C S [NS RV DRY] — the NUDGE line of ${SUMMARY_OF} with those figures.
 summary() {
-  printf 'NUDGE secret=%s nudged=%s unchanged=%s cannot_help=%s skipped=%s namespace=%s resource_version=%s dry_run=%s' \
-    "${SECRET_NAME}" "$1" "$2" "$3" "$4" "${5:-shop}" "${6:-${SHOP_RV}}" "${7:-false}"
+  printf 'NUDGE %s nudged=%s unchanged=%s cannot_help=%s skipped=%s namespace=%s resource_version=%s dry_run=%s' \
+    "${SUMMARY_OF}" "$1" "$2" "$3" "$4" "${5:-shop}" "${6:-${SHOP_RV}}" "${7:-false}"
 }
 # self_contained — no command of scripts/nudge.sh (outside comments) sources a file or
 # runs what is neither bash, coreutils nor kubectl, yet common in images: python, jq, grep,
@@ -209,11 +224,19 @@ test_static() {
   mkdir -p "${CASE}"
   touch "${CASE}/log"
   RC=0
-  KUBECTL=/nonexistent bash "${NUDGE}" --help >"${CASE}/out" 2>"${CASE}/err" || RC=$?
+  KUBECTL=/nonexistent "${NUDGE}" --help >"${CASE}/out" 2>"${CASE}/err" || RC=$?
   check "--help exits 0 without kubectl and shows usage, environment and exit codes" \
     all rc_is 0 -- err_empty -- \
-    out_has "Usage: scripts/nudge.sh SECRET [-n|--namespace NS] [--context NAME] [--dry-run] [-h|--help]" -- \
+    out_starts "Usage: scripts/nudge.sh [secret/]NAME|configmap/NAME [-n|--namespace NS] [--context CONTEXT]" -- \
     out_starts "  KUBECTL " -- out_has "Exit codes:" -- out_lacks '^set -o'
+  # The README tells people to run it: it must run as a command (the tests do run it so).
+  check "scripts/nudge.sh is executable" test -x "${NUDGE}"
+  if git -C "${ROOT}" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    check "scripts/nudge.sh is committed executable (git mode 100755)" \
+      same "$(git -C "${ROOT}" ls-files -s scripts/nudge.sh | cut -d' ' -f1)" 100755
+  else
+    printf 'skip - not a git checkout: the committed mode of scripts/nudge.sh is not known\n'
+  fi
   check "scripts/nudge.sh is one file: it sources nothing, runs no python, jq, grep, sed, awk" self_contained
   check "scripts/nudge.sh parses (bash -n)" bash -n "${NUDGE}"
   if command -v shellcheck >/dev/null 2>&1; then
@@ -270,12 +293,7 @@ test_shop() {
   # the two is missing; refused, it reports the 404 it had: no rule is needed for it.
   check "shop: no request refused by the Role but kubectl's namespace probe after a 404" \
     all asked ' 403 ' 1 -- asked '^get namespaces shop shop 403 ' 1
-  # The Role grants exactly what the run used (that each verb is needed: the refusals).
-  local used granted
-  used=$(requests | awk '$1 != "-" && $5 != 403 { print $1, $2 }' | sort -u)
-  granted=$(python3 "${FAKE}" role-verbs "${ROLE}" | sort -u)
-  check "the Role of k8s/nudge-rbac grants exactly the requests of the run ($(paste -sd, <<<"${used}"))" \
-    same "${used}" "${granted}"
+  requests >"${WORK}/used" # for the Role's check, after the ConfigMap run (test_configmaps)
 
   nudge app-secret -n shop --context fake
   check "repeat: exit 0, no PATCH, no GET of a pod" \
@@ -318,13 +336,104 @@ test_shop() {
   nudge nope --context fake
   check "a Secret not found, no -n: exit 1, one line" all rc_is 1 -- \
     err_is "nudge.sh: error: Secret nope not found in the context's namespace"
-  SECRET_NAME=other-secret
+  SUMMARY_OF=secret=other-secret
   nudge other-secret -n shop --context fake
   check "another Secret: the pod that mounts it nudged, the pod reading it from env reported" \
     all rc_is 0 -- want_patched "${PREFIX}/other-secret" 48100 other-7c9d8f6b5-z9x8w -- \
     out_has "cannot-help pod/billing-7f9c8d6b5-q4w8z: env OTHER_TOKEN in container billing; cure: kubectl rollout restart deployment/billing -n shop" -- \
     last_is "$(summary 1 0 2 0 shop 48100)"
-  SECRET_NAME=app-secret
+  SUMMARY_OF=secret=app-secret
+}
+
+# On the server of test_shop: ConfigMap app-config (and others) of namespace shop.
+test_configmaps() {
+  local key="${CM_PREFIX}/app-config" rv
+  SUMMARY_OF=configmap=app-config
+  nudge configmap/app-config -n shop --context fake
+  check "configmap/app-config: exit 0, nothing on stderr, one GET of the ConfigMap and none of a Secret" \
+    all rc_is 0 -- err_empty -- asked '^get configmaps shop app-config 200 ' 1 -- asked '^get secrets ' 0
+  check "configmap/app-config: exactly the running pods that mount it as a volume (directly; projected, in an init container) are annotated ${key}=${CM_RV}" \
+    want_patched "${key}" "${CM_RV}" "${CM_VOLUME_PODS[@]}"
+  check "configmap/app-config: the report is tests/fixtures/nudge/shop-configmap.out" \
+    diff -u "${FIXTURES}/shop-configmap.out" "${CASE}/out"
+  check "configmap/app-config: a pod with secret.nudge.hello-path-rs/app-config=${CM_RV} is nudged all the same (the kinds' keys differ)" \
+    out_starts "nudged pod/site-7b8c9d6f5-a1b2c ${key}=${CM_RV} (volume config in container nginx)"
+  check "configmap/app-config: configMapKeyRef env and a subPath mount are reported with their cure" \
+    all out_has "cannot-help pod/jobs-0: env LOG_LEVEL in container jobs; cure: kubectl rollout restart statefulset/jobs -n shop" -- \
+    out_has "cannot-help pod/proxy-6c5d4e3f2-g5h6j: subPath mount of volume conf in container proxy; cure: kubectl rollout restart deployment/proxy -n shop"
+  check "configmap/app-config: a pod using a Secret named app-config (volume, env, envFrom) is neither patched nor named" \
+    out_lacks lookalike
+  check "configmap/app-config: every request bounded by --request-timeout=10s" bounded 10
+  # The Role grants exactly what the Secret and the ConfigMap runs used (that each verb is
+  # needed: the refusals).
+  local used granted
+  used=$({ cat "${WORK}/used"; requests; } | awk '$1 != "-" && $5 != 403 { print $1, $2 }' | sort -u)
+  granted=$(python3 "${FAKE}" role-verbs "${ROLE}" | sort -u)
+  check "the Role of k8s/nudge-rbac grants exactly the requests of the Secret and ConfigMap runs ($(paste -sd, <<<"${used}"))" \
+    same "${used}" "${granted}"
+
+  nudge configmap/app-config -n shop --context fake
+  check "configmap repeat: exit 0, no PATCH, every volume pod unchanged, the summary line" \
+    all rc_is 0 -- no_patch -- out_count "^unchanged pod/" 3 -- \
+    out_starts "nothing changed: the pods that mount ConfigMap app-config already have its resourceVersion ${CM_RV}" -- \
+    last_is "$(summary 0 3 2 1 shop "${CM_RV}")"
+
+  rv=$(python3 "${FAKE}" ctl "${CASE}/port" bump-configmap shop app-config)
+  nudge configmaps/app-config -n shop --context fake --dry-run
+  check "configmaps/app-config --dry-run after a change (resourceVersion ${rv}): no PATCH, 3 would-nudge lines" \
+    all rc_is 0 -- no_patch -- out_count "^would-nudge pod/" 3 -- \
+    last_is "$(summary 3 0 2 1 shop "${rv}" true)"
+  nudge cm/app-config --context fake
+  check "cm/app-config, the context's namespace: the 3 volume pods annotated with it" \
+    all rc_is 0 -- want_patched "${key}" "${rv}" "${CM_VOLUME_PODS[@]}" "${CM_UP_TO_DATE}" -- \
+    last_is "$(summary 3 0 2 1 shop "${rv}")"
+
+  SUMMARY_OF=configmap=api-config
+  nudge configmap/api-config -n shop --context fake
+  check "configmap/api-config: the pod that projects it (with a Secret) nudged with its own key" \
+    all rc_is 0 -- want_patched "${CM_PREFIX}/api-config" 48290 api-0 -- \
+    out_has "nudged pod/api-0 ${CM_PREFIX}/api-config=48290 (projected volume bundle in container api)" -- \
+    last_is "$(summary 1 0 0 0 shop 48290)"
+  SUMMARY_OF=configmap=reports-config
+  nudge configmap/reports-config -n shop --context fake
+  check "configmap/reports-config: only envFrom: nothing patched, the pod reported with its cure" \
+    all rc_is 0 -- no_patch -- \
+    out_has "cannot-help pod/reports-0: envFrom in container reports; cure: kubectl rollout restart statefulset/reports -n shop" -- \
+    last_is "$(summary 0 0 1 0 shop 48291)"
+
+  nudge configmap/nope -n shop --context fake
+  check "a ConfigMap not found: exit 1, one line, nothing listed or printed" \
+    all rc_is 1 -- err_is "nudge.sh: error: ConfigMap nope not found in namespace shop" -- \
+    out_empty -- asked '^list ' 0
+  nudge app-config -n shop --context fake
+  check "a bare NAME is a Secret: app-config (a ConfigMap only) not found, exit 1, no ConfigMap asked" \
+    all rc_is 1 -- err_is "nudge.sh: error: Secret app-config not found in namespace shop" -- \
+    asked '^get configmaps ' 0
+  SUMMARY_OF=secret=app-secret
+  nudge secret/app-secret -n shop --context fake --dry-run
+  check "secret/app-secret is the Secret app-secret (NUDGE secret=app-secret)" \
+    all rc_is 0 -- asked '^get secrets shop app-secret 200 ' 1 -- out_starts "NUDGE secret=app-secret nudged=0 unchanged=8 "
+}
+
+# A missing namespace, as a user who may read namespaces sees it (kubectl asks for the
+# namespace after a 404, and names it): a server without the Role.
+test_missing_namespace() {
+  local saved_role=${ROLE}
+  ROLE=""
+  server_start admin "${FIXTURES}"
+  ROLE=${saved_role}
+  nudge app-secret -n nowhere --context fake
+  check "-n nowhere (no such namespace): exit 1, the namespace named as missing, nothing listed" \
+    all rc_is 1 -- err_is "nudge.sh: error: namespace nowhere not found" -- out_empty -- asked '^list ' 0
+  nudge configmap/app-config -n nowhere --context fake
+  check "configmap/app-config -n nowhere: the same" \
+    all rc_is 1 -- err_is "nudge.sh: error: namespace nowhere not found"
+  nudge app-secret --context nowhere
+  check "the context's namespace does not exist: exit 1, it is named" \
+    all rc_is 1 -- err_is "nudge.sh: error: namespace nowhere not found (the context's namespace)"
+  nudge nope -n shop --context fake
+  check "... while in a namespace that exists a Secret not found is still one" \
+    all rc_is 1 -- err_is "nudge.sh: error: Secret nope not found in namespace shop"
 }
 
 test_long_names() {
@@ -358,6 +467,11 @@ test_refusals() {
   refused deny-get-secrets get:secrets \
     "nudge.sh: error: the API refused to get secrets/app-secret in namespace shop (Forbidden)"
   check "  ... nothing listed, nothing printed" all out_empty -- asked '^list ' 0
+  server_start deny-get-configmaps "${FIXTURES}" --deny get:configmaps
+  nudge configmap/app-config -n shop --context fake
+  check "refused get:configmaps: exit 1, one line: the API refused to get configmaps/app-config in namespace shop (Forbidden)" \
+    all rc_is 1 -- out_empty -- asked '^list ' 0 -- \
+    err_is "nudge.sh: error: the API refused to get configmaps/app-config in namespace shop (Forbidden)"
   refused deny-list-pods list:pods \
     "nudge.sh: error: the API refused to list pods in namespace shop (Forbidden)"
   check "  ... nothing patched, nothing printed" all no_patch -- out_empty
@@ -415,7 +529,7 @@ overlay() {
 
 test_overlays() {
   local name cure="cure: kubectl rollout restart deployment/hello-path -n hello-path"
-  SECRET_NAME=hello-path-secret
+  SUMMARY_OF=secret=hello-path-secret
   for name in volume-reload rotate; do
     overlay "${name}"
     check "overlay ${name}: both pods annotated, nothing it cannot help" \
@@ -475,7 +589,9 @@ main() {
   ROLE="${WORK}/rbac.json"
   server_start shop "${FIXTURES}"
   test_shop
+  test_configmaps
   test_long_names
+  test_missing_namespace
   test_refusals
   test_overlays
   server_stop

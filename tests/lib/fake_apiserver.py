@@ -32,6 +32,9 @@ asks for and does, through kubectl's own requests, templates and error messages.
         (spec.replicas of them) its controller would create, to DIR/replicasets.json and
         DIR/pods.json.
 
+ConfigMaps are served as Secrets are: DIR/configmaps.json, `ctl PORT_FILE bump-configmap
+NAMESPACE NAME`.
+
 Log: one line per request, fields separated by one space:
     VERB RESOURCE NAMESPACE NAME STATUS TIMEOUT BODY
 VERB is the RBAC verb (get, list, patch, ...) or `-` for a non-resource path, then
@@ -91,6 +94,8 @@ SERVED = {"pods": ("", "pods.json"), "secrets": ("", "secrets.json"),
           "replicasets": ("apps", "replicasets.json")}
 KINDS = {"pods": "Pod", "secrets": "Secret", "replicasets": "ReplicaSet",
          "namespaces": "Namespace"}
+SERVED["configmaps"] = ("", "configmaps.json")
+KINDS["configmaps"] = "ConfigMap"
 
 PATH_RE = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[a-z0-9.-]+)/v1)"
@@ -311,10 +316,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def control(self, method, path):
         """POST /_fake/bump/secrets/NS/NAME: a new resourceVersion, as a change would."""
-        match = re.fullmatch(r"/_fake/bump/secrets/([^/]+)/([^/]+)", path)
+        match = re.fullmatch(r"/_fake/bump/(secrets|configmaps)/([^/]+)/([^/]+)", path)
         store = self.server.store
         with store.lock:
-            obj = store.objects.get(("secrets", match.group(1), match.group(2))) if match else None
+            obj = store.objects.get(match.groups()) if match else None
             if method != "POST" or obj is None:
                 return self.send_json(404, status(404, "NotFound", f"no control {method} {path}"))
             obj["metadata"]["resourceVersion"] = store.next_version()
@@ -366,13 +371,13 @@ def serve(args):
 
 
 def ctl(port_file, action, namespace, name):
-    if action != "bump-secret":
+    if action not in ("bump-secret", "bump-configmap"):
         print(f"fake_apiserver.py: unknown control {action}", file=sys.stderr)
         return 2
     with open(port_file, encoding="utf-8") as f:
         port = f.read().strip()
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/_fake/bump/secrets/{namespace}/{name}", data=b"", method="POST")
+        f"http://127.0.0.1:{port}/_fake/bump/{action[5:]}s/{namespace}/{name}", data=b"", method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         print(json.load(response)["metadata"]["resourceVersion"])
     return 0
