@@ -460,15 +460,9 @@ owner_cure() {
     esac
   fi
   case "${kind}" in
-    Deployment | StatefulSet | DaemonSet)
-      CURE="kubectl rollout restart ${kind,,}/${name} -n ${NS}"
-      ;;
-    ReplicaSet)
-      CURE="re-create the pods of replicaset/${name} one at a time (${how}; kubectl rollout restart takes no ReplicaSet)"
-      ;;
-    *)
-      CURE="restart its owner ${kind,,}/${name}"
-      ;;
+    Deployment | StatefulSet | DaemonSet) CURE="kubectl rollout restart ${kind,,}/${name} -n ${NS}" ;;
+    ReplicaSet) CURE="re-create the pods of replicaset/${name} one at a time (${how}; kubectl rollout restart takes no ReplicaSet)" ;;
+    *) CURE="restart its owner ${kind,,}/${name}" ;;
   esac
 }
 
@@ -482,10 +476,7 @@ report() {
     owner_cure "${HELP_OWNER[i]}" "${HELP_PODS[i]}"
     printf 'cannot-help pod/%s: %s; cure: %s\n' "${HELP_PODS[i]}" "${HELP_WHY[i]}" "${CURE}"
   done
-  local line
-  for line in "${SKIPPED_LINES[@]}"; do
-    printf '%s\n' "${line}"
-  done
+  ((${#SKIPPED_LINES[@]} == 0)) || printf '%s\n' "${SKIPPED_LINES[@]}"
   local skipped=$((${#SKIPPED_LINES[@]} + GONE)) unchanged=${#UNCHANGED_PODS[@]} helpless=${#HELP_PODS[@]}
   local -a said=()
   if [[ "${DRY_RUN}" == true && NUDGED -gt 0 ]]; then
@@ -524,12 +515,8 @@ main() {
   list_pods
   nudge_pods
   report
-  if [[ -n "${LOST}" ]]; then
-    die 2 "${LOST}"
-  fi
-  if [[ -n "${REFUSAL}" ]]; then
-    die 1 "${REFUSAL}"
-  fi
+  [[ -z "${LOST}" ]] || die 2 "${LOST}"
+  [[ -z "${REFUSAL}" ]] || die 1 "${REFUSAL}"
 }
 
 main "$@"
