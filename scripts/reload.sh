@@ -28,24 +28,29 @@
 #                    nudge included, its wait polling every 0.2 s (at most NUDGE_TIMEOUT).
 #                    nudge.sh must nudge the volume case's pods and report the controls'
 #                    as consumers it cannot help: they must still never see the new value.
+#   --kube --nudger  the same, with the controller: k8s/nudger deployed into each namespace
+#                    first (Ready once it has listed), then only the patches; rows
+#                    reload-nudger, reload-env-nudger, reload-subpath-nudger. The nudger must
+#                    annotate the volume case's pods and log the controls' as consumers it
+#                    cannot help; seconds from the patch, polling every 0.2 s.
 # Reported per row: failed requests once the service had answered (expected 0), seconds from
 # the fix until it serves (controls: never), restarts (expected 0, same PID / pod).
 #
 # Usage:
-#   scripts/reload.sh [--kube [--context NAME] [--nudge]] [--no-controls] [-h|--help]
+#   scripts/reload.sh [--kube [--context NAME] [--nudge|--nudger]] [--no-controls] [-h|--help]
 #
-#   --nudge          (with --kube) the nudged delivery; locally a usage error (the
-#                    kubelet-style update is written at once: nothing to nudge)
+#   --nudge, --nudger  (with --kube) the nudged delivery, by nudge.sh or by the controller;
+#                    locally a usage error (the update is written at once: nothing to nudge)
 #   --no-controls    run the volume case only
 #
-# Prints one CONTROL line per control (reload-env, reload-subpath; -nudge with --nudge),
-# then the RESULT line (reload[-nudge]; its verdict covers the controls; scripts/lib/probe.sh).
+# Prints one CONTROL line per control (reload-env, reload-subpath; -nudge, -nudger with
+# those), then the RESULT line (reload[-nudge|-nudger]; its verdict covers the controls).
 # Exit status: 0 every outcome as expected, 1 otherwise, 2 bad arguments or no cluster.
 #
 # Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [unset], RETRY_INTERVAL [500ms],
 # CONTROL_SECONDS [3 locally, 30 with --kube: how long the controls are watched after the
 # volume case served]; KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT, SECRET_TIMEOUT,
-# NUDGE_TIMEOUT, KEEP_NAMESPACE (--kube): scripts/lib/local.sh and kube.sh.
+# NUDGE_TIMEOUT, NUDGER_IMAGE, KEEP_NAMESPACE (--kube): scripts/lib/local.sh and kube.sh.
 set -o errexit -o nounset -o pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
@@ -226,7 +231,7 @@ _kube_controls_ready() {
 
 # kube_control_result ROW NS PROBE_T0 BASE_UIDS T_FIX WHAT [NUDGED CANNOT_HELP WHY]
 #   A control is right when it never became Ready, its pods are the same and never
-#   restarted; nudged (NUDGED not empty: what scripts/nudge.sh reported), when nudge.sh
+#   restarted; nudged (NUDGED not empty: what nudge.sh or the nudger reported), when it
 #   annotated none of its pods and named every one as a consumer it cannot help.
 kube_control_result() {
   local row=$1 base=$4 tfix=$5 what=$6 nudged=${7:-} helpless=${8:-} why=${9:-}
@@ -241,7 +246,7 @@ kube_control_result() {
   replicas=$(kube_replicas)
   pod=$(kube_snapshot | awk 'NF { print $1; exit }')
   last=$(kube -n "${NS}" logs "${pod}" 2>/dev/null | grep -o 'RELOAD([0-9]*)' | tail -n 1 || true)
-  [[ -z "${nudged}" ]] || nudge_note="nudge.sh cannot help it (${helpless} of ${replicas} pods: ${why}), "
+  [[ -z "${nudged}" ]] || nudge_note="${NUDGER_NAME} cannot help it (${helpless} of ${replicas} pods: ${why}), "
   note="${what}: ${nudge_note}still waiting (${last:-?} nok), same pods, never Ready: only a restart helps"
   if [[ "${served}" != 0 ]] || kube_any_ready; then
     verdict=unexpected
@@ -251,7 +256,7 @@ kube_control_result() {
     note="${what}: pods were replaced or restarted"
   elif [[ -n "${nudged}" && ("${nudged}" != 0 || "${helpless}" != "${replicas}") ]]; then
     verdict=unexpected
-    note="${what}: nudge.sh nudged ${nudged} and reported ${helpless} of ${replicas} pods as consumers it cannot help (expected 0 and ${replicas})"
+    note="${what}: ${NUDGER_NAME} nudged ${nudged} and reported ${helpless} of ${replicas} pods as consumers it cannot help (expected 0 and ${replicas})"
   fi
   control_row "${row}" "${failed}" "${total}" never "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]
@@ -269,10 +274,8 @@ _kube_fix_nudged() {
 
 run_kube() {
   local control_seconds=${CONTROL_SECONDS:-30}
-  local sfx="" poll=1 timeout=${SECRET_TIMEOUT}
-  if [[ "${NUDGE}" == true ]]; then
-    sfx=-nudge poll=${NUDGE_POLL} timeout=${NUDGE_TIMEOUT}
-  fi
+  local sfx=${NUDGE_SUFFIX} poll=1 timeout=${SECRET_TIMEOUT}
+  [[ -z "${sfx}" ]] || poll=${NUDGE_POLL} timeout=${NUDGE_TIMEOUT}
   local row="reload${sfx}" row_env="reload-env${sfx}" row_sub="reload-subpath${sfx}"
   local ns_vol ns_env="" ns_sub="" replicas base_vol base_env="" base_sub=""
   kube_deploy volume-reload 1234 "${row}"
@@ -287,6 +290,7 @@ run_kube() {
   local ns
   for ns in ${ns_vol} ${ns_env} ${ns_sub}; do
     NS=${ns}
+    [[ "${NUDGER}" != true ]] || kube_deploy_nudger
     wait_for "the pods of ${NS} to wait for a valid credential (RELOAD, not Ready)" "${KUBE_TIMEOUT}" 1 _kube_waiting ||
       die "the pods of ${NS} are not waiting for their credential"
   done
@@ -329,7 +333,7 @@ run_kube() {
     _kube_fix_nudged 4321
     t_fix=${T_FIX} nudged_vol=${NUDGED} nudge_ms=$((T_NUDGED - T_FIX))
   else
-    log "the fix: the Secret becomes 4321 (kubectl patch secret) in every namespace"
+    log "the fix: the Secret becomes 4321 (kubectl patch secret) in every namespace${sfx:+; the nudger in each}"
     t_fix=$(now_ms)
     t_fix_env=${t_fix} t_fix_sub=${t_fix}
     for ns in ${ns_vol} ${ns_env} ${ns_sub}; do
@@ -341,11 +345,19 @@ run_kube() {
   wait_for "the kubelet to deliver the Secret${sfx:+ (nudged)} and the ${replicas} pods of ${NS} to become Ready" \
     "${timeout}" "${poll}" kube_all_ready "${replicas}" || ready=false
   t_ready=$(now_ms)
+  if [[ "${NUDGER}" == true ]]; then
+    kube_nudger_report 0
+    nudged_vol=${NUDGED}
+  fi
 
   local controls_ok=true
   if [[ "${CONTROLS}" == true ]]; then
     observe_for "a control pod becomes Ready" "${control_seconds}" 2 _kube_controls_ready "${ns_env}" "${ns_sub}" ||
       controls_ok=false
+    if [[ "${NUDGER}" == true ]]; then
+      NS=${ns_env} && kube_nudger_report 0 && n_env=${NUDGED} h_env=${CANNOT_HELP} w_env=${CANNOT_HELP_WHY}
+      NS=${ns_sub} && kube_nudger_report 0 && n_sub=${NUDGED} h_sub=${CANNOT_HELP} w_sub=${CANNOT_HELP_WHY}
+    fi
     kube_control_result "${row_env}" "${ns_env}" "${t0_env}" "${base_env}" "${t_fix_env}" "env var MYSECRET" \
       "${n_env}" "${h_env}" "${w_env}" || controls_ok=false
     kube_control_result "${row_sub}" "${ns_sub}" "${t0_sub}" "${base_sub}" "${t_fix_sub}" "subPath mount" \
@@ -364,6 +376,8 @@ run_kube() {
   restarts=$(kube_restarts "${base_vol}")
   if [[ "${NUDGE}" == true ]]; then
     note="waited (RELOAD, not Ready), Ready ${seconds}s after the patch, nudged (patch and nudge.sh done after $(fmt_secs "${nudge_ms}")s: ${nudged_vol} of ${replicas} pods nudged; then the kubelet's delivery, the file watch, the readiness probe), same pods: no restart"
+  elif [[ "${NUDGER}" == true ]]; then
+    note="waited (RELOAD, not Ready), Ready ${seconds}s after the patch, nudged by the nudger (${nudged_vol} of ${replicas} pods annotated; then the kubelet's delivery, the file watch, the readiness probe), same pods: no restart"
   else
     note="waited (RELOAD, not Ready), Ready ${seconds}s after the fix (the kubelet's sync; the file watch then wakes the start-up wait), same pods: no restart"
   fi
@@ -377,9 +391,9 @@ run_kube() {
   elif [[ "${served}" != 1 ]]; then
     verdict=unexpected
     note="Ready, but no request through the Service's ClusterIP was ever answered"
-  elif [[ "${NUDGE}" == true && "${nudged_vol}" != "${replicas}" ]]; then
+  elif [[ -n "${sfx}" && "${nudged_vol}" != "${replicas}" ]]; then
     verdict=unexpected
-    note="Ready ${seconds}s after the patch, but nudge.sh nudged ${nudged_vol} of its ${replicas} pods"
+    note="Ready ${seconds}s after the patch, but ${NUDGER_NAME} nudged ${nudged_vol} of its ${replicas} pods"
   elif [[ "${controls_ok}" != true ]]; then
     verdict=unexpected
     note="Ready ${seconds}s after the fix, but a negative control went wrong (see its CONTROL row)"

@@ -24,22 +24,25 @@
 #                    that the kubelet rewrites their copy now. The seconds are counted from
 #                    the patch, the nudge included; the waits poll every 0.2 s, for at most
 #                    NUDGE_TIMEOUT; nudge.sh must nudge every pod, both times.
+#   --kube --nudger  the same with the controller (row rotate-nudger): k8s/nudger deployed
+#                    into the namespace first (Ready once it has listed), then only the
+#                    patches; the nudger must annotate every pod, both times.
 # Reported: failed requests (expected 0), seconds from the rotation until generation 2 is in
 # use (every pod), restarts (expected 0).
 #
 # Usage:
-#   scripts/rotate.sh [--kube [--context NAME] [--nudge]] [-h|--help]
+#   scripts/rotate.sh [--kube [--context NAME] [--nudge|--nudger]] [-h|--help]
 #
-#   --nudge   (with --kube) the nudged delivery; locally there is nothing to nudge (the
-#             kubelet-style update is written at once): a usage error
+#   --nudge, --nudger  (with --kube) the nudged delivery, by nudge.sh or by the controller;
+#             locally there is nothing to nudge (the update is written at once): a usage error
 #
-# Ends with one line: RESULT scenario=rotate mode=... (or rotate-nudge; format:
+# Ends with one line: RESULT scenario=rotate mode=... (or rotate-nudge, rotate-nudger; format:
 # scripts/lib/probe.sh).
 # Exit status: 0 outcome as expected, 1 otherwise, 2 bad arguments or no cluster (--kube).
 #
 # Environment: HELLO_PATH_BIN, CARGO, WATCH_INTERVAL [unset], RETRY_INTERVAL [500ms]
 # (local); KUBECTL, KUSTOMIZE, IMAGE, KUBE_TIMEOUT, SECRET_TIMEOUT, NUDGE_TIMEOUT,
-# KEEP_NAMESPACE (--kube) — see scripts/lib/local.sh and kube.sh for their defaults.
+# NUDGER_IMAGE, KEEP_NAMESPACE (--kube) — see scripts/lib/local.sh and kube.sh for their defaults.
 set -o errexit -o nounset -o pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
@@ -158,8 +161,8 @@ _wait_pods_say() {
 }
 
 # _change VALUE — the change: kubectl patch of the Secret, then (--nudge) scripts/nudge.sh,
-#   whose NUDGED is appended to NUDGES. Sets T_CHANGE (ms, just before the patch) and
-#   T_NUDGED (ms, once nudge.sh is done).
+#   whose NUDGED is appended to NUDGES (--nudger: _nudger_said, once the change is in).
+#   Sets T_CHANGE (ms, just before the patch) and T_NUDGED (ms, once nudge.sh is done).
 NUDGES=()
 _change() {
   T_CHANGE=$(now_ms)
@@ -170,15 +173,29 @@ _change() {
   fi
   T_NUDGED=$(now_ms)
 }
+# _nudger_said — (--nudger) appends to NUDGES the pods the nudger annotated for the last
+#   change (its log, less the nudges of the changes before).
+_nudger_said() {
+  [[ "${NUDGER}" == true ]] || return 0
+  local before=0 n
+  for n in "${NUDGES[@]}"; do before=$((before + n)); done
+  kube_nudger_report "${before}"
+  NUDGES+=("${NUDGED}")
+}
 
 run_kube() {
   local row=rotate then="" nudged=""
   WAIT_POLL=2 WAIT_TIMEOUT=${SECRET_TIMEOUT}
   if [[ "${NUDGE}" == true ]]; then
-    row=rotate-nudge then=", then scripts/nudge.sh" nudged=" (nudged)"
-    WAIT_POLL=${NUDGE_POLL} WAIT_TIMEOUT=${NUDGE_TIMEOUT}
+    then=", then scripts/nudge.sh" nudged=" (nudged)"
+  elif [[ "${NUDGER}" == true ]]; then
+    then="; the nudger annotates the pods" nudged=" (nudged by the nudger)"
+  fi
+  if [[ -n "${NUDGE_SUFFIX}" ]]; then
+    row=rotate${NUDGE_SUFFIX} WAIT_POLL=${NUDGE_POLL} WAIT_TIMEOUT=${NUDGE_TIMEOUT}
   fi
   kube_deploy rotate "" "${row}"
+  [[ "${NUDGER}" != true ]] || kube_deploy_nudger
   local replicas base
   kube_rollout_wait "${KUBE_TIMEOUT}" || die "the first rollout did not finish within ${KUBE_TIMEOUT}s"
   replicas=$(kube_replicas)
@@ -193,6 +210,7 @@ run_kube() {
   _wait_pods_say "the kubelet to deliver it${nudged} and every pod to answer /mysecret with generation 2" \
     /mysecret '(generation 2)' || rotated=false
   t_new=$(now_ms)
+  _nudger_said
   kube_probe_wait_seconds 3 || true
 
   log "2. a bad value: the Secret becomes 9999 (kubectl patch secret${then})"
@@ -200,6 +218,7 @@ run_kube() {
   t2=${T_CHANGE}
   _wait_pods_say "every pod to reject it (${METRIC_BAD} in /metrics)" /metrics "${METRIC_BAD}" || rejected=false
   t_bad=$(now_ms)
+  _nudger_said
   local pod
   for pod in $(kube_snapshot | awk 'NF { print $1 }'); do
     kube -n "${NS}" logs "${pod}" 2>/dev/null | has 'secret rejected' || logged=false
@@ -218,6 +237,8 @@ run_kube() {
   note="5678 in use as generation 2 in every pod after ${seconds}s (kubelet sync), then 9999 rejected while serving on; same pods, no restart"
   if [[ "${NUDGE}" == true ]]; then
     note="5678 in use as generation 2 in every pod ${seconds}s after the patch (patch and nudge.sh done after $(fmt_secs $((t1_nudged - t1)))s: ${NUDGES[0]:-?} of ${replicas} pods nudged), then 9999 rejected by every pod $(fmt_secs $((t_bad - t2)))s after its patch (nudged as well) while serving on; same pods, no restart"
+  elif [[ "${NUDGER}" == true ]]; then
+    note="5678 in use as generation 2 in every pod ${seconds}s after the patch (the nudger annotated ${NUDGES[0]:-?} of ${replicas} pods), then 9999 rejected by every pod $(fmt_secs $((t_bad - t2)))s after its patch (nudged as well) while serving on; same pods, no restart"
   fi
   if [[ "${rotated}" != true ]]; then
     verdict=unexpected
@@ -235,9 +256,9 @@ run_kube() {
   elif [[ "${served}" != 1 || "${failed}" != 0 ]]; then
     verdict=unexpected
     note="${failed} requests failed during the rotation"
-  elif [[ "${NUDGE}" == true && ("${NUDGES[0]:-}" != "${replicas}" || "${NUDGES[1]:-}" != "${replicas}") ]]; then
+  elif [[ -n "${NUDGE_SUFFIX}" && ("${NUDGES[0]:-}" != "${replicas}" || "${NUDGES[1]:-}" != "${replicas}") ]]; then
     verdict=unexpected
-    note="nudge.sh nudged ${NUDGES[0]:-?} and then ${NUDGES[1]:-?} of the ${replicas} pods (expected all, both times)"
+    note="${NUDGER_NAME} nudged ${NUDGES[0]:-?} and then ${NUDGES[1]:-?} of the ${replicas} pods (expected all, both times)"
   fi
   result "${row}" "${failed}" "${total}" "${seconds}" "${restarts}" "$(kube_names)" "${verdict}" "${timeline}" "${kinds}" "${note}"
   [[ "${verdict}" == ok ]]

@@ -10,10 +10,12 @@
 #                    stop/start for restart and redeploy. Takes about half a minute.
 #   --kube           the same scenarios on the cluster of the current kubectl context (or
 #                    --context NAME), each in its own namespace, deleted afterwards, and
-#                    reload and rotate a second time nudged (reload-nudge, rotate-nudge:
-#                    `--nudge`, scripts/nudge.sh after each change of the Secret), so that
-#                    the table has both deliveries side by side. Takes several minutes: the
-#                    kubelet delivers a changed Secret on its next sync unless nudged.
+#                    reload and rotate twice more, nudged: by scripts/nudge.sh after each
+#                    change of the Secret (reload-nudge, rotate-nudge: `--nudge`), and by
+#                    the controller deployed beside them (reload-nudger, rotate-nudger:
+#                    `--nudger`, image localhost/hello-path-nudger), so that the table has
+#                    the three deliveries side by side. Takes several minutes: the kubelet
+#                    delivers a changed Secret on its next sync unless nudged.
 #                    Locally there is nothing to nudge (the update is written at once).
 #
 # Usage:
@@ -49,8 +51,10 @@ readonly RUNS=(
   "restart local,kube restart"
   "reload local,kube reload"
   "reload-nudge kube reload --nudge"
+  "reload-nudger kube reload --nudger"
   "rotate local,kube rotate"
   "rotate-nudge kube rotate --nudge"
+  "rotate-nudger kube rotate --nudger"
 )
 ONLY=""
 QUIET=false
@@ -171,8 +175,9 @@ print_table() {
     printf '  process, so a bad Secret is an outage; in a cluster a rolling restart keeps the old pods serving.\n'
     nudged=$(comm -13 <(run_names local | sort) <(run_names kube | sort) | paste -sd, - | sed 's/,/, /g')
     if [[ -n "${nudged}" ]]; then
-      printf '%s: --kube only. Locally the kubelet-style update is written at\n' "${nudged}"
-      printf '  once, so there is nothing to nudge: the reload and rotate rows get the change as it is written.\n'
+      printf '%s: --kube only. Locally the kubelet-style\n' "${nudged}"
+      printf '  update is written at once, so there is nothing to nudge: the reload and rotate rows get the\n'
+      printf '  change as it is written.\n'
     fi
   else
     printf 'restarts: new pods plus container restarts after the change.\n'
@@ -184,6 +189,10 @@ print_table() {
       printf '  mount it, so that the kubelet rewrites their copy now; seconds from the patch, nudge included;\n'
       printf '  nudge.sh reports the controls'"'"' pods (env, subPath) as consumers it cannot help. The other rows\n'
       printf '  wait for the kubelet'"'"'s own periodic sync.\n'
+    fi
+    if grep -qE '^(RESULT|CONTROL) scenario=[^ ]*-nudger ' "${results}"; then
+      printf -- '-nudger rows: the controller (k8s/nudger) ran in the namespace and annotated the pods itself\n'
+      printf '  when it saw the Secret change: nothing but kubectl patch was run; seconds from the patch.\n'
     fi
   fi
   results_timelines "${results}"

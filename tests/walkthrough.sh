@@ -2,7 +2,8 @@
 # walkthrough.sh — end-to-end checks of the scenario scripts (scripts/*.sh).
 #
 #   1. every scenario script: --help exits 0, a bad option exits 2, --context without --kube
-#      exits 2; reload.sh and rotate.sh --nudge without --kube exit 2 naming the reason;
+#      exits 2; reload.sh and rotate.sh --nudge or --nudger without --kube exit 2 naming
+#      the reason, and both together exit 2;
 #   2. --kube without a cluster exits 2 within seconds with one line: with KUBECTL pointing at
 #      a command that fails, at a missing command, and (when kubectl is installed) with a
 #      kubeconfig whose server is https://127.0.0.1:1;
@@ -30,7 +31,12 @@
 #      never get the file after the nudge exit 1; a call of nudge.sh the fake has no
 #      recording for fails. In the fake's cluster the kubelet delivers a changed Secret
 #      only after a nudge, so a nudged row is ok only if the nudge worked.
-#   7. reload.sh --kube whose probe through the Service loses requests (the fake's
+#   7. the runs with the controller (reload.sh and rotate.sh --kube --nudger): k8s/nudger
+#      applied into the scenario's namespace with its RoleBinding's subject there, then
+#      only `kubectl patch`; the nudger's log says it annotated both pods of the volume
+#      cases and names the controls' pods as consumers it cannot help; verdict ok; a
+#      nudger that never nudges makes the row unexpected;
+#   8. reload.sh --kube whose probe through the Service loses requests (the fake's
 #      STUB_NETWORK): connect timeouts that the witness (the pods asked directly) never saw
 #      are `ok-network`, named as the network's with the k3s explanation, and exit 0, in the
 #      walkthrough too, whose legend explains the verdict; the same timeouts seen by the
@@ -107,6 +113,15 @@ test_help_and_usage() {
     check "${s}.sh --nudge without --kube exits 2: $(head -n 1 <<<"${out}")" \
       test "${rc}" -eq 2 -a "$(head -n 1 <<<"${out}")" = \
       "${s}: error: --nudge needs --kube: locally the kubelet-style update is written at once"
+    rc=0
+    out=$(bash "${ROOT}/scripts/${s}.sh" --nudger 2>&1) || rc=$?
+    check "${s}.sh --nudger without --kube exits 2: $(head -n 1 <<<"${out}")" \
+      test "${rc}" -eq 2 -a "$(head -n 1 <<<"${out}")" = \
+      "${s}: error: --nudger needs --kube: locally the kubelet-style update is written at once"
+    rc=0
+    out=$(bash "${ROOT}/scripts/${s}.sh" --kube --nudge --nudger 2>&1) || rc=$?
+    check "${s}.sh --nudge --nudger exits 2: $(head -n 1 <<<"${out}")" \
+      test "${rc}" -eq 2 -a -n "$(grep -F 'pick one' <<<"${out}")"
   done
 }
 
@@ -184,7 +199,7 @@ test_local_walkthrough() {
   check "local walkthrough prints the timeline legend" grep -qF 'availability per second (█ every request ok' "${out}"
   check "local walkthrough: no nudged row, and the table's notes say why" \
     test -z "$(grep -E '^[a-z-]+-nudge +\|' "${out}")" -a \
-    -n "$(grep -F 'reload-nudge, rotate-nudge: --kube only. Locally the kubelet-style update is written at' "${out}")"
+    -n "$(grep -F 'reload-nudge, reload-nudger, rotate-nudge, rotate-nudger: --kube only. Locally the kubelet-style' "${out}")"
 
   line=$(result_of "${out}" reload)
   local pid
@@ -283,15 +298,17 @@ test_kube_dry() {
     grep -qF 'get svc hello-path -o jsonpath={.spec.clusterIP}' "${argv}"
 
   # The nudged rows, beside the plain ones.
-  local rows want="no-arg arg redeploy restart reload-env reload-subpath reload reload-env-nudge reload-subpath-nudge reload-nudge rotate rotate-nudge"
+  local rows want="no-arg arg redeploy restart reload-env reload-subpath reload reload-env-nudge reload-subpath-nudge reload-nudge reload-env-nudger reload-subpath-nudger reload-nudger rotate rotate-nudge rotate-nudger"
   rows=$(awk -F' *[|] ' '/^[a-z-]+ +[|] / && $1 != "scenario" { print $1 }' "${out}" | paste -sd' ' -)
   check "dry --kube: the table has the plain and the nudged rows side by side (${rows})" test "${rows}" = "${want}"
   local r
-  for r in reload-env-nudge reload-subpath-nudge reload-nudge rotate-nudge; do
+  for r in reload-env-nudge reload-subpath-nudge reload-nudge rotate-nudge reload-env-nudger reload-subpath-nudger reload-nudger rotate-nudger; do
     check "dry --kube: row ${r}, verdict ok" grep -qE "^${r} +[|] .*[|] ok: " "${out}"
   done
   check "dry --kube: the notes under the table explain the -nudge rows" \
     grep -qF -- '-nudge rows: after each kubectl patch of the Secret, scripts/nudge.sh annotated the pods' "${out}"
+  check "dry --kube: ... and the -nudger rows" \
+    grep -qF -- '-nudger rows: the controller (k8s/nudger) ran in the namespace and annotated the pods itself' "${out}"
   nudge_calls "${argv}" "${created}"
 
   # A wrong outcome must fail: pods that never reject the bad Secret.
@@ -321,7 +338,9 @@ nudge_calls() {
   local argv=$1 ns kind seq want
   local -a namespaces
   mapfile -t namespaces < <(grep -- '-nudge-' <<<"$2")
-  check "dry --kube: 4 nudged namespaces (reload's 3, rotate's 1): ${namespaces[*]}" test "${#namespaces[@]}" -eq 4
+  check "dry --kube: nudge.sh never runs where the nudger does" \
+    test -z "$(grep -E -- '-n hello-path-[a-z-]+-nudger-' "${argv}" | grep -E 'get secret hello-path-secret -n [^ ]+ -o go-template=|patch pods ')"
+  check "dry --kube: 4 namespaces nudged by nudge.sh (reload's 3, rotate's 1): ${namespaces[*]}" test "${#namespaces[@]}" -eq 4
   for ns in "${namespaces[@]}"; do
     kind=${ns#hello-path-}
     kind=${kind%-nudge-*}
@@ -457,6 +476,44 @@ test_kube_network() {
     test -z "$(cat "${WORK}"/net-*.out "${WORK}"/net-*.err "${WORK}/kube.out" | grep -F 'served=')"
 }
 
+test_kube_nudger() {
+  local out line c why state="${WORK}/nudge-state"
+  run_dry reload-nudger -- reload --nudger
+  out="${WORK}/reload-nudger.out"
+  line=$(result_of "${out}" reload-nudger)
+  check "reload.sh --kube --nudger exits ${RC}: 0 failed, 0 restarts, both pods annotated by the nudger, verdict ok (${line:-no RESULT})" \
+    test "${RC}" -eq 0 -a "$(field "${line}" failed)" = 0 -a "$(field "${line}" restarts)" = 0 -a \
+    "$(field "${line}" verdict)" = ok -a -n "$(grep -F 'nudged by the nudger (2 of 2 pods annotated' <<<"${line}")" -a \
+    "$(tail -n 1 "${out}" | cut -c1-30)" = 'RESULT scenario=reload-nudger '
+  for c in env subpath; do
+    why="env MYSECRET in container hello-path"
+    [[ "${c}" == env ]] || why="subPath mount of volume secret in container hello-path"
+    line=$(result_of "${out}" "reload-${c}-nudger" CONTROL)
+    check "reload-${c}-nudger: never sees the new value, and the nudger says it cannot help (${line:-no CONTROL line})" \
+      test "$(field "${line}" seconds_to_new)" = never -a "$(field "${line}" verdict)" = ok -a \
+      -n "$(grep -F "the nudger cannot help it (2 of 2 pods: ${why})" <<<"${line}")"
+  done
+  local ns applied
+  ns=$(sed -n 's/.*create namespace \(hello-path-reload-nudger-[a-z0-9]*\).*/\1/p' "${state}/argv.log" | tail -n 1)
+  applied="${state}/ns-${ns}/nudger.yaml"
+  check "reload --nudger: the nudger applied into ${ns:-?} with its RoleBinding's subject there, no other namespace named" \
+    test -n "${ns}" -a -n "$(grep -xF "  namespace: ${ns}" "${applied}" 2>/dev/null)" -a \
+    -z "$(grep -E '^ *namespace: ' "${applied}" 2>/dev/null | grep -vF "namespace: ${ns}")"
+  check "reload --nudger: no nudge.sh in its namespaces; only kubectl patch of the Secret there" \
+    test -z "$(grep -F -- "-n ${ns} " "${state}/argv.log" | grep -E 'patch pods|go-template')"
+
+  run_dry rotate-nudger -- rotate --nudger
+  line=$(result_of "${WORK}/rotate-nudger.out" rotate-nudger)
+  check "rotate.sh --kube --nudger exits ${RC}: 0 failed, 0 restarts, the nudger annotated both pods, verdict ok (${line:-no RESULT})" \
+    test "${RC}" -eq 0 -a "$(field "${line}" failed)" = 0 -a "$(field "${line}" restarts)" = 0 -a \
+    "$(field "${line}" verdict)" = ok -a -n "$(grep -F '(the nudger annotated 2 of 2 pods)' <<<"${line}")"
+
+  run_dry nudger-down STUB_NUDGER_DOWN=1 NUDGE_TIMEOUT=2 -- rotate --nudger
+  line=$(result_of "${WORK}/nudger-down.out" rotate-nudger)
+  check "a nudger that never nudges: rotate.sh --nudger exits ${RC}, verdict unexpected (${line:-no RESULT})" \
+    test "${RC}" -eq 1 -a "$(field "${line}" verdict)" = unexpected
+}
+
 main() {
   (($# == 0)) || {
     printf 'usage: tests/walkthrough.sh (no arguments)\n' >&2
@@ -471,6 +528,7 @@ main() {
   test_kube_dry
   test_kube_nudged
   test_kube_network
+  test_kube_nudger
   tap_summary
 }
 

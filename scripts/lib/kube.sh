@@ -10,16 +10,20 @@
 #   kube_deploy / kube_apply_app               ... and applied into a new namespace (NS)
 #   kube_secret_set                            the change: kubectl patch of the Secret
 #   kube_nudge                                 ... delivered now: scripts/nudge.sh (--nudge)
+#   kube_deploy_nudger / kube_nudger_report    ... or by the controller (--nudger), deployed
+#                                              into NS first, and what it logged
 #
 # Environment read here (defaults in brackets):
 #   KUBECTL          kubectl command, may hold spaces, e.g. "k3s kubectl" or oc [kubectl]
 #   KUSTOMIZE        a kustomize binary to render k8s/overlays with (KUSTOMIZE build DIR)
 #                    [unset: $KUBECTL kustomize, else a `kustomize` on PATH]
 #   IMAGE            image for the pods and the probe pod [localhost/hello-path-rs:0.1.0]
+#   NUDGER_IMAGE     image of the controller (--nudger) [localhost/hello-path-nudger:0.1.0]
 #   KUBE_TIMEOUT     seconds a rollout may take [120]
 #   SECRET_TIMEOUT   seconds to wait for the kubelet to deliver a changed Secret [180]
-#   NUDGE_TIMEOUT    the same after scripts/nudge.sh (--nudge) [20: it takes about a second;
-#                    the kubelet's own sync comes every minute or so]
+#   NUDGE_TIMEOUT    the same after scripts/nudge.sh (--nudge) or with the controller
+#                    (--nudger) [20: it takes about a second; the kubelet's own sync comes
+#                    every minute or so]
 #   KEEP_NAMESPACE   1 = leave the scenario's namespace in place (debugging) [0]
 # shellcheck shell=bash
 # Variables set here are read by the scripts that source this file:
@@ -31,6 +35,7 @@ fi
 HELLO_PATH_KUBE_LOADED=1
 
 readonly DEFAULT_IMAGE=localhost/hello-path-rs:0.1.0
+readonly DEFAULT_NUDGER_IMAGE=localhost/hello-path-nudger:0.1.0
 readonly APP_LABEL=app.kubernetes.io/name=hello-path-rs
 
 KUBE_TIMEOUT=${KUBE_TIMEOUT:-120}
@@ -242,14 +247,25 @@ kube_secret_set() {
   log "Secret ${NS}/hello-path-secret: mysecret set to a new value ($(printf '%s' "$1" | sed 's/./*/g'))"
 }
 
-# --nudge, for the scenarios that have a nudged variant (reload, rotate): nudge_arg ARG
-#   takes it (for a script's extra_arg: sets NUDGE, EXTRA_SHIFT), nudge_check refuses it
-#   without --kube (for its check_args).
-NUDGE=false
-nudge_arg() { [[ "$1" == --nudge ]] && NUDGE=true EXTRA_SHIFT=1; }
+# --nudge and --nudger, for the scenarios that have nudged variants (reload, rotate):
+#   nudge_arg ARG takes one (for a script's extra_arg: sets NUDGE or NUDGER, EXTRA_SHIFT),
+#   nudge_check refuses them without --kube, or together (for its check_args).
+#   NUDGE_SUFFIX is the rows' suffix: "", -nudge or -nudger; NUDGER_NAME names what nudges,
+#   in notes.
+NUDGE=false NUDGER=false NUDGE_SUFFIX="" NUDGER_NAME=""
+nudge_arg() {
+  case "$1" in
+    --nudge) NUDGE=true NUDGE_SUFFIX=-nudge NUDGER_NAME=nudge.sh EXTRA_SHIFT=1 ;;
+    --nudger) NUDGER=true NUDGE_SUFFIX=-nudger NUDGER_NAME="the nudger" EXTRA_SHIFT=1 ;;
+    *) return 1 ;;
+  esac
+}
 nudge_check() {
-  if [[ "${NUDGE}" == true && "${MODE}" != kube ]]; then
-    usage_error "--nudge needs --kube: locally the kubelet-style update is written at once"
+  if [[ "${NUDGE}" == true && "${NUDGER}" == true ]]; then
+    usage_error "--nudge and --nudger are two ways to deliver the change: pick one"
+  fi
+  if [[ "${NUDGE_SUFFIX}" != "" && "${MODE}" != kube ]]; then
+    usage_error "${NUDGE_SUFFIX/-/--} needs --kube: locally the kubelet-style update is written at once"
   fi
 }
 
@@ -277,6 +293,69 @@ kube_nudge() {
   CANNOT_HELP=$(sed -n 's/.* cannot_help=\([0-9]*\) .*/\1/p' <<<"${last}")
   CANNOT_HELP_WHY=$(sed -n 's/^cannot-help pod\/[^:]*: \(.*\); cure: .*/\1/p' "${out}" | sort -u | paste -sd';' - | sed 's/;/; /g')
   log "scripts/nudge.sh ran $(fmt_secs "${NUDGE_MS}")s: nudged ${NUDGED:-?} pod(s), cannot help ${CANNOT_HELP:-?}"
+}
+
+# kube_deploy_nudger — deploys the controller, k8s/nudger (its ServiceAccount, Role and
+#   RoleBinding, Deployment), into NS, so that it watches NS's Secrets and ConfigMaps, and
+#   waits until it is Ready (its first list complete). Rendered as kube_render renders an
+#   overlay (k8s/rendered/nudger.yaml when kustomize cannot), its RoleBinding's subject
+#   moved to NS, its image $NUDGER_IMAGE when set. Dies, saying why, when it does not start.
+kube_deploy_nudger() {
+  local src="${REPO_ROOT}/k8s/nudger" pre="${REPO_ROOT}/k8s/rendered/nudger.yaml"
+  local out="${WORK_DIR}/nudger-${NS}.yaml" raw="${WORK_DIR}/nudger-${NS}.raw"
+  if ! kube_kustomize "${src}" >"${raw}" 2>"${raw}.err"; then
+    [[ -f "${pre}" ]] || die "cannot render k8s/nudger: $(tail -n 1 "${raw}.err")"
+    cp "${pre}" "${raw}"
+  fi
+  # Top-level metadata.namespace goes (applied with -n NS); the one left, the subject's,
+  # becomes NS.
+  awk -v ns="${NS}" -v image="${NUDGER_IMAGE:-}" -v default_image="${DEFAULT_NUDGER_IMAGE}" '
+    /^metadata:/ { inmeta = 1 }
+    /^[^ ]/ && !/^metadata:/ { inmeta = 0 }
+    inmeta && /^  namespace: / { next }
+    /^ +namespace: / { sub(/namespace: .*/, "namespace: " ns) }
+    image != "" { gsub("image: " default_image "$", "image: " image) }
+    { print }' "${raw}" >"${out}"
+  kube apply "${APPLY_FLAGS[@]}" -n "${NS}" -f "${out}" >/dev/null ||
+    die "kubectl apply of k8s/nudger into ${NS} failed"
+  log "deployed the nudger (k8s/nudger, image ${NUDGER_IMAGE:-${DEFAULT_NUDGER_IMAGE}}) into ${NS}"
+  wait_for "the nudger in ${NS} to be Ready (its first list of Secrets, ConfigMaps and pods done)" \
+    "${KUBE_TIMEOUT}" 0.5 _nudger_ready ||
+    die "the nudger in ${NS} is not Ready: $(_nudger_state)"
+}
+_nudger_ready() {
+  local st
+  st=$(_nudger_state)
+  if [[ "${st}" =~ ErrImagePull|ImagePullBackOff|ErrImageNeverPull|InvalidImageName ]]; then
+    fatal_later "the nudger in ${NS} cannot get its image ${NUDGER_IMAGE:-${DEFAULT_NUDGER_IMAGE}}: ${st} (${IMAGE_HINT})"
+  fi
+  kube_t 5 -n "${NS}" rollout status deployment/hello-path-nudger --timeout=3s >/dev/null 2>&1
+}
+# _nudger_state — the nudger pod's waiting reason and its last log line, for a message.
+_nudger_state() {
+  local reason last
+  reason=$(kube_poll -n "${NS}" get pods -l app.kubernetes.io/name=hello-path-nudger \
+    -o jsonpath='{.items[0].status.containerStatuses[0].state.waiting.reason}' 2>/dev/null || true)
+  last=$(kube_poll -n "${NS}" logs deployment/hello-path-nudger 2>/dev/null | tail -n 1 || true)
+  printf '%s\n' "${reason:-no waiting reason}${last:+; its log: ${last}}"
+}
+
+# kube_nudger_report [SKIP] — what the nudger in NS logged about Secret hello-path-secret,
+#   its first SKIP nudges left out (those of an earlier change): sets NUDGED (pods it
+#   annotated), CANNOT_HELP (pods it named as consumers it cannot help: env, envFrom,
+#   subPath) and CANNOT_HELP_WHY (their distinct reasons), as kube_nudge does for nudge.sh;
+#   logs its lines about the Secret.
+kube_nudger_report() {
+  local log="${WORK_DIR}/nudger-${NS}.log"
+  kube_poll -n "${NS}" logs deployment/hello-path-nudger >"${log}" 2>/dev/null ||
+    warn "cannot read the log of the nudger in ${NS}"
+  grep -E 'nudged pod/|cannot-help |hello-path-secret' "${log}" | sed 's/^/    nudger: /' || true
+  NUDGED=$(grep -c 'nudged pod/' "${log}" || true)
+  NUDGED=$((NUDGED - ${1:-0}))
+  CANNOT_HELP=$(sed -n 's/.*cannot-help .*hello-path-secret.*[(]pods\{0,1\} \([^)]*\)[)]: .*/\1/p' "${log}" |
+    tr ',' '\n' | awk 'NF { n++ } END { print n + 0 }')
+  CANNOT_HELP_WHY=$(sed -n 's/.*cannot-help .*hello-path-secret.*[(]pods\{0,1\} [^)]*[)]: \(.*\); cure: .*/\1/p' "${log}" |
+    sort -u | paste -sd';' - | sed 's/;/; /g')
 }
 
 # The clean-up of the --kube mode: deletes the namespaces this script created, without
