@@ -65,6 +65,48 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// One line for the log and /readyz: what failed, and for a refusal the RBAC rule that
+    /// is missing, e.g. `forbidden: cannot list secrets in namespace shop (RBAC: add
+    /// list,watch on secrets)`. `resource` as RBAC names it (`replicasets.apps`).
+    pub(crate) fn explain(
+        &self,
+        verb: &str,
+        resource: &str,
+        name: Option<&str>,
+        namespace: Option<&str>,
+    ) -> String {
+        let what = match name {
+            Some(n) => format!("{resource}/{n}"),
+            None => resource.to_string(),
+        };
+        let place = match namespace {
+            Some(ns) => format!("in namespace {ns}"),
+            None => "at the cluster scope".to_string(),
+        };
+        let verbs = if verb == "list" || verb == "watch" {
+            "list,watch"
+        } else {
+            verb
+        };
+        match self {
+            ApiError::Status { code: 403, .. } => {
+                let rule = match namespace {
+                    Some(_) => format!("add {verbs} on {resource}"),
+                    None => format!("a ClusterRole with {verbs} on {resource}"),
+                };
+                format!("forbidden: cannot {verb} {what} {place} (RBAC: {rule})")
+            }
+            ApiError::Status {
+                code: 401, message, ..
+            } => {
+                format!("unauthorized: the API server refused the credentials to {verb} {what} {place}: {message}")
+            }
+            other => format!("cannot {verb} {what} {place}: {other}"),
+        }
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -572,5 +614,26 @@ mod tests {
         assert_eq!(e.to_string(), "403 Forbidden: no");
         assert_eq!(e.code_label(), "403");
         assert_eq!(ApiError::Transport("x".into()).code_label(), "transport");
+        assert_eq!(
+            e.explain("list", "secrets", None, Some("shop")),
+            "forbidden: cannot list secrets in namespace shop (RBAC: add list,watch on secrets)"
+        );
+        assert_eq!(
+            e.explain("patch", "pods", Some("web-1"), Some("shop")),
+            "forbidden: cannot patch pods/web-1 in namespace shop (RBAC: add patch on pods)"
+        );
+        assert_eq!(
+            e.explain("watch", "pods", None, None),
+            "forbidden: cannot watch pods at the cluster scope (RBAC: a ClusterRole with list,watch on pods)"
+        );
+        assert_eq!(
+            ApiError::Transport("connection refused".into()).explain(
+                "list",
+                "pods",
+                None,
+                Some("a")
+            ),
+            "cannot list pods in namespace a: connection refused"
+        );
     }
 }

@@ -51,6 +51,8 @@ ENVIRONMENT:
   KUBECONFIG                     kubeconfig files (':'-separated; the first is read)
   NUDGER_SERVICEACCOUNT_DIR      where the ServiceAccount is mounted
                                  [default: /var/run/secrets/kubernetes.io/serviceaccount]
+  NUDGER_LOG                     debug (also pods left unchanged or skipped), info or warn
+                                 [default: info]
 
 EXIT STATUS: 0 after SIGTERM or SIGINT, 1 runtime failure, 2 usage error.
 ";
@@ -444,10 +446,7 @@ mod tests {
     #[test]
     fn help_and_version_first() {
         for a in ["-h", "--help", "-help"] {
-            assert!(matches!(
-                parse(vec![OsString::from("--bogus=1"), OsString::from(a)]),
-                Err(_)
-            ));
+            assert!(parse(vec![OsString::from("--bogus=1"), OsString::from(a)]).is_err());
             assert!(matches!(parse(vec![OsString::from(a)]), Ok(Command::Help)));
         }
         for a in ["-V", "--version"] {

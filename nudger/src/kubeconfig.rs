@@ -362,9 +362,11 @@ pub(crate) fn from_value(
                     "{what}.client-key(-data) is missing: a client certificate needs its key"
                 )))
             }
-            (None, Some(_)) => return Err(runtime(format!(
+            (None, Some(_)) => {
+                return Err(runtime(format!(
                 "{what}.client-certificate(-data) is missing: a client key needs its certificate"
-            ))),
+            )))
+            }
         };
         auth = user_auth(user, dir, &what)?;
     }

@@ -211,6 +211,7 @@ pub(crate) struct ContainerRefs {
 pub(crate) struct PodInfo {
     pub(crate) namespace: String,
     pub(crate) name: String,
+    pub(crate) resource_version: String,
     /// `status.phase`, `Unknown` when absent.
     pub(crate) phase: String,
     /// It has a deletionTimestamp.
@@ -347,13 +348,6 @@ pub(crate) struct PodJson {
     status: PodStatusJson,
 }
 
-impl PodJson {
-    /// The metadata (for the resourceVersion of a watch event).
-    pub(crate) fn meta(&self) -> &Meta {
-        &self.metadata
-    }
-}
-
 /// `Some(name)` for a reference with a name (an empty or absent one names nothing).
 fn named(r: &Option<NameRef>) -> Option<&str> {
     r.as_ref()
@@ -465,6 +459,7 @@ impl From<PodJson> for PodInfo {
         PodInfo {
             namespace: meta.namespace,
             name: meta.name,
+            resource_version: meta.resource_version,
             phase: if p.status.phase.is_empty() {
                 "Unknown".into()
             } else {
