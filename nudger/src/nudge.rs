@@ -202,15 +202,18 @@ impl Nudger {
             }
         }
         for (owner, (pods, why)) in by_owner {
-            let pods = if pods.len() == 1 {
-                format!("pod {}", pods[0])
-            } else {
-                format!("{} pods ({})", pods.len(), pods.join(", "))
+            // `deployment/web (pods web-1, web-2)`; a pod without owner is named once.
+            let who = match (&owner, pods.len()) {
+                (Owner::Pod(_), _) => owner.display(),
+                (_, 1) => format!("{} (pod {})", owner.display(), pods[0]),
+                _ => format!("{} (pods {})", owner.display(), pods.join(", ")),
             };
             log::info!(
                 target: "hello-path-nudger",
-                "cannot-help {} {namespace}/{name} (resourceVersion {rv}): {}, {pods}: {}; cure: {}",
-                kind.title(), owner.display(), why.join(", "), owner.cure(namespace)
+                "cannot-help {} {namespace}/{name} (resourceVersion {rv}): {who}: {}; cure: {}",
+                kind.title(),
+                why.join(", "),
+                owner.cure(namespace)
             );
             if self.unreloadable == Unreloadable::Restart {
                 if let Owner::Restartable {
