@@ -5,6 +5,7 @@
 //! `kubectl rollout restart` does. One log line per action.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,6 +18,11 @@ use crate::metrics::{Metrics, NudgeResult};
 use crate::objects::{ObjKind, Workload};
 use crate::pods::{annotation_key, classify, owner_of, Owner, Verdict, VolumeUse};
 use crate::store::Store;
+
+/// Pods of one change patched at a time: measured against the fake API server (Python,
+/// one lock), 8 pods took 8–9 ms one after the other and 6.5–7 ms four at a time; against
+/// a real API server each patch is also an etcd write, which parallel patches overlap.
+const PATCH_WORKERS: usize = 4;
 
 /// The annotation `kubectl rollout restart` sets on the pod template.
 const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -136,8 +142,9 @@ impl Nudger {
         log::info!(target: "hello-path-nudger", "{what} changed (resourceVersion {rv}): {}", said.join(", "));
     }
 
-    /// Annotates the pods, one after the other over a kept-alive connection; the number
-    /// annotated.
+    /// Annotates the pods, up to `PATCH_WORKERS` at a time (this thread and up to three
+    /// more, each on a kept-alive connection of its own); then one line for each, in pod
+    /// order. The number annotated.
     fn patch_pods(
         &self,
         kind: ObjKind,
@@ -146,15 +153,42 @@ impl Nudger {
         rv: &str,
         pods: &[(String, String)],
     ) -> usize {
-        let body = json!({"metadata": {"annotations": {key: rv}}}).to_string();
-        let mut patched = 0;
-        for (pod, uses) in pods {
-            if self.mode == Mode::DryRun {
+        if self.mode == Mode::DryRun {
+            for (pod, uses) in pods {
                 log::info!(target: "hello-path-nudger", "would-nudge pod/{pod} in namespace {namespace}: {key}={rv} ({uses})");
-                continue;
             }
-            let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}");
-            match self.client.merge_patch(&path, &body) {
+            return 0;
+        }
+        let body = json!({"metadata": {"annotations": {key: rv}}}).to_string();
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((pod, _)) = pods.get(i) else {
+                    return done;
+                };
+                let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}");
+                done.push((i, self.client.merge_patch(&path, &body)));
+            }
+        };
+        let mut results: Vec<(usize, Result<(), ApiError>)> = std::thread::scope(|s| {
+            // A thread that cannot be started (a pids limit) leaves its share to the others.
+            let helpers: Vec<_> = (1..PATCH_WORKERS.min(pods.len()))
+                .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
+                .collect();
+            let mut all = work();
+            for h in helpers {
+                // A panic ends the process (main's hook): a helper always returns.
+                all.extend(h.join().unwrap_or_default());
+            }
+            all
+        });
+        results.sort_by_key(|(i, _)| *i);
+        let mut patched = 0;
+        for (i, result) in results {
+            let (pod, uses) = &pods[i];
+            match result {
                 Ok(()) => {
                     patched += 1;
                     self.metrics.nudge(kind.label(), NudgeResult::Patched);
