@@ -18,8 +18,8 @@
 #      event (skipped), RBAC refusals (log and /readyz name the verb and the resource, Ready
 #      again once allowed), the API server down and back;
 #   4. credentials: a rotated token (the file swapped as the kubelet does; a token changed
-#      in place is re-read after a 401), client certificates (EC, RSA), the in-cluster
-#      ServiceAccount; --all-namespaces (refused by a Role, allowed by a ClusterRole),
+#      in place is re-read after a 401), an exec plugin, insecure-skip-tls-verify, client
+#      certificates (EC, RSA), the in-cluster ServiceAccount; --all-namespaces (refused by a Role, allowed by a ClusterRole),
 #      several --namespace;
 #   5. --restart-unreloadable with two replicas at once: each workload restarted once, as
 #      `kubectl rollout restart` does; --dry-run patches nothing.
@@ -520,6 +520,35 @@ test_credentials() {
   check "  ... and changes are nudged as before" \
     wait_for "8 patches" want_patched "${PREFIX}/app-secret" "${rv}" "${SHOP_VOLUME_PODS[@]}" "${SHOP_UP_TO_DATE}"
   stop sa
+  printf 'tok-1 user-one\n' >"${WORK}/tokens"
+
+  # An exec credential plugin, as kubectl runs it; and a server whose CA is not checked.
+  {
+    printf '#!/bin/sh\n'
+    # shellcheck disable=SC2016 # the plugin's own variables, expanded when it runs
+    printf 'printf "%%s %%s\\n" "${PLUGIN_ENV:-}" "${KUBERNETES_EXEC_INFO:-}" >"%s/exec.info"\n' "${CASE}"
+    printf "printf '%s'\n" '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"tok-exec"}}'
+  } >"${WORK}/exec-plugin"
+  chmod +x "${WORK}/exec-plugin"
+  printf 'tok-1 user-one\ntok-exec user-exec\n' >"${WORK}/tokens"
+  kubeconfig "${CASE}/kc-exec" "{exec: {apiVersion: client.authentication.k8s.io/v1, command: ${WORK}/exec-plugin, args: [get-token], env: [{name: PLUGIN_ENV, value: set}]}}"
+  nudger plugin --kubeconfig "${CASE}/kc-exec"
+  LAST=plugin
+  check "an exec plugin (client.authentication.k8s.io/v1): its token used; its env and KUBERNETES_EXEC_INFO given" \
+    all wait_for "/readyz 200" ready plugin -- asked '^list pods shop - 200 .* user-exec$' -- \
+    grep -q '^set {"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential"' "${CASE}/exec.info"
+  stop plugin
+  sed -e '/certificate-authority:/d' -e 's|^    server: .*|&\n    insecure-skip-tls-verify: true|' \
+    "${CASE}/kc-exec" >"${CASE}/kc-insecure"
+  nudger insecure --kubeconfig "${CASE}/kc-insecure"
+  LAST=insecure
+  check "insecure-skip-tls-verify: true and no CA: the server's certificate is not checked, Ready" \
+    wait_for "/readyz 200" ready insecure
+  stop insecure
+  sed -e '/certificate-authority:/d' "${CASE}/kc-exec" >"${CASE}/kc-no-ca"
+  run_nudger --kubeconfig "${CASE}/kc-no-ca"
+  check "no CA and no insecure-skip-tls-verify: exit 1, one line saying what to add" \
+    all rc_is 1 -- err_lines 1 -- err_has "no certificate-authority(-data) for https://127.0.0.1:${PORT}"
   printf 'tok-1 user-one\n' >"${WORK}/tokens"
 
   for kind in ec rsa; do
