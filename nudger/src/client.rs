@@ -433,8 +433,18 @@ impl Client {
         })
     }
 
-    /// PATCH `path` with a JSON merge patch; the answer's body is read and dropped.
+    /// PATCH `path` with a JSON merge patch; the answer's body is read and dropped. A
+    /// request that got no answer (a kept-alive connection the server had closed) is sent
+    /// once more: the nudger's merge patches set values, so sending one twice is harmless
+    /// (a precondition that no longer holds is a 409, which the caller handles).
     pub(crate) fn merge_patch(&self, path: &str, patch: &str) -> Result<(), ApiError> {
+        match self.merge_patch_once(path, patch) {
+            Err(ApiError::Transport(_)) => self.merge_patch_once(path, patch),
+            other => other,
+        }
+    }
+
+    fn merge_patch_once(&self, path: &str, patch: &str) -> Result<(), ApiError> {
         let resp = self.send(
             http::Method::PATCH,
             path,
