@@ -30,6 +30,8 @@ COMMANDS = {
     "cause": "exhaust",
     "table": "report",
     "splice": "report",
+    "nudger": "nudger",
+    "splice-nudger": "nudger",
 }
 
 # No command may hang the bench: each one ends within this many seconds.

@@ -12,7 +12,15 @@
 # Usage:
 #   scripts/bench.sh [--quick] [--compare CMD|go] [--write-results] [--no-image]
 #                    [--binary PATH] [--install]
+#   scripts/bench.sh --nudger [--quick] [--write-results] [--no-image] [--install]
 #
+#   --nudger         measure the nudger instead (a section of its own): its image size, and
+#                    the static binary against the fake API server of tests/nudger.sh over
+#                    TLS serving 1,000 Secrets and 1,000 pods: start → Ready, idle RSS, CPU,
+#                    wake-ups and threads, watch event → last patch and change → last patch
+#                    (10 changes of a Secret mounted by 5 pods), beside Stakater Reloader's
+#                    published figures (bench/nudger.py names where each comes from);
+#                    --write-results writes its own block of bench/RESULTS.md. About 30 s.
 #   --quick          fewer runs and shorter wrk runs (a smoke run, about a minute)
 #   --compare CMD    measure CMD too, in the same run, and print ours/peer ratios. CMD is a
 #                    command string split on spaces (no quoting); the bench appends
@@ -30,6 +38,7 @@
 #
 # Environment (defaults in brackets):
 #   IMAGE               our image reference [localhost/hello-path-rs:0.1.0]
+#   NUDGER_IMAGE        the nudger's, with --nudger [localhost/hello-path-nudger:0.1.0]
 #   PODMAN_GLOBAL_FLAGS global podman flags, e.g. "--runtime runc", and
 #   PODMAN_RUN_FLAGS    extra `podman run` flags, e.g. "--ulimit nofile=1024:1024": overrides
 #                       of what the bench finds out by starting our image once (where the
@@ -55,6 +64,7 @@ readonly PEER_IMAGE=localhost/hello-path-rs-bench-peer:go
 readonly PIDS_LIMIT=32 PIDS_CONNS=64 FD_LIMIT=64 FD_CONNS=100
 
 QUICK=false
+NUDGER=false
 COMPARE=""
 WRITE_RESULTS=false
 WITH_IMAGE=true
@@ -116,6 +126,7 @@ parse_args() {
     case "$1" in
       -h | --help) usage; exit 0 ;;
       --quick) QUICK=true ;;
+      --nudger) NUDGER=true ;;
       --write-results) WRITE_RESULTS=true ;;
       --no-image) WITH_IMAGE=false ;;
       --binary)
@@ -141,6 +152,57 @@ parse_args() {
     esac
     shift
   done
+}
+
+# The nudger's section (--nudger): build, measure (bench/nudger.py), report, write.
+nudger_main() {
+  [[ -z "${COMPARE}" && -z "${BIN_OVERRIDE}" ]] || usage_error "--nudger takes neither --compare nor --binary"
+  command -v "${CARGO:-cargo}" >/dev/null || die "cargo is missing: install Rust (https://rustup.rs)"
+  local -a missing=()
+  command -v python3 >/dev/null || missing+=(python3)
+  command -v openssl >/dev/null || missing+=(openssl)
+  if [[ "${WITH_IMAGE}" == true ]] && ! command -v podman >/dev/null; then missing+=(podman); fi
+  if ((${#missing[@]} > 0)); then
+    [[ "${INSTALL}" == true ]] || die "missing: ${missing[*]} — install them or use --install"
+    install_packages "${missing[@]}"
+  fi
+  trap cleanup EXIT
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
+  local triple image_ref=${NUDGER_IMAGE:-localhost/hello-path-nudger:0.1.0} size="" out
+  case "$(uname -m)" in
+    aarch64 | arm64) triple=aarch64-unknown-linux-musl ;;
+    *) triple=x86_64-unknown-linux-musl ;;
+  esac
+  if [[ "${WITH_IMAGE}" == true ]]; then
+    engine_global_flags
+    out=$(NUDGER_IMAGE="${image_ref}" CONTAINER_ENGINE=podman bash "${ROOT}/scripts/build-image.sh" --only nudger) \
+      || die "scripts/build-image.sh --only nudger failed"
+    size=$(awk '{ print $3 }' <<<"${out}")
+  else
+    log "cargo build --release -p hello-path-nudger --target ${triple}"
+    # shellcheck disable=SC2086 # CARGO may hold a command with arguments
+    ${CARGO:-cargo} build --release -p hello-path-nudger --target "${triple}" \
+      --manifest-path "${ROOT}/Cargo.toml" >&2 || die "cargo build of hello-path-nudger failed"
+  fi
+  local bin="${CARGO_TARGET_DIR:-${ROOT}/target}/${triple}/release/hello-path-nudger" idle=10 runs=10
+  [[ "${QUICK}" == false ]] || idle=3 runs=3
+  mkdir -p "${WORK}/nudger"
+  log "measuring ${bin#"${ROOT}"/} against the fake API server (1,000 Secrets, 1,000 pods)"
+  {
+    printf 'Measured %s at revision %s on %s.\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+      "$(git -C "${ROOT}" describe --always --dirty 2>/dev/null || echo unknown)" "$(machine)"
+    # shellcheck disable=SC2016 # the backquotes are markdown, not a command
+    printf 'Binary: `%s` (%s bytes).%s\n\n' "${bin#"${ROOT}"/}" "$(stat -c %s "${bin}")" \
+      "$([[ "${QUICK}" == false ]] || echo ' Quick run (--quick): fewer changes, a shorter idle.')"
+    py nudger --binary "${bin}" --fake "${ROOT}/tests/lib/fake_apiserver.py" --work "${WORK}/nudger" \
+      --idle "${idle}" --runs "${runs}" ${size:+--image-size "${size}" --image-ref "${image_ref}"}
+  } >"${WORK}/nudger.md" || { cat "${WORK}/nudger.md" >&2; die "the nudger's measurements failed"; }
+  cat "${WORK}/nudger.md"
+  if [[ "${WRITE_RESULTS}" == true ]]; then
+    local results=${BENCH_RESULTS:-${ROOT}/bench/RESULTS.md}
+    py splice-nudger "${results}" "${WORK}/nudger.md" || die "cannot write ${results}"
+    log "wrote ${results}"
+  fi
 }
 
 set_profile() {
@@ -199,6 +261,10 @@ report() {
 
 main() {
   parse_args "$@"
+  if [[ "${NUDGER}" == true ]]; then
+    nudger_main
+    return
+  fi
   set_profile
   check_tools
   engine_global_flags

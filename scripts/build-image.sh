@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
-# build-image.sh — build the static hello-path-rs binary and its FROM-scratch image.
+# build-image.sh — build the static binaries and the FROM-scratch images: the service
+# (hello-path-rs, Containerfile.scratch) and the nudger (hello-path-nudger, Containerfile.nudger).
 #
-# Builds the musl binary with cargo for each requested platform, checks that it is static
-# (no ELF program interpreter) and of the right machine, then builds Containerfile.scratch
-# with podman, buildah or docker. Nothing is pulled and nothing is emulated: the image is
-# one COPY onto an empty base. With more than one platform, each architecture gets its own
-# image (IMAGE-ARCH, e.g. localhost/hello-path-rs:0.1.0-arm64) and IMAGE becomes a manifest
-# list holding them (podman/buildah; docker keeps no local list, see below).
+# Builds the musl binaries with cargo for each requested platform, checks that each is
+# static (no ELF program interpreter) and of the right machine, then builds its image with
+# podman, buildah or docker. Nothing is pulled and nothing is emulated: an image is one COPY
+# onto an empty base. With more than one platform, each architecture gets its own image
+# (REF-ARCH, e.g. localhost/hello-path-rs:0.1.0-arm64) and REF becomes a manifest list
+# holding them (podman/buildah; docker keeps no local list, see below).
 #
 # Usage:
-#   scripts/build-image.sh [--platforms LIST] [--engine NAME] [--image REF] [--no-cargo]
+#   scripts/build-image.sh [--platforms LIST] [--engine NAME] [--image REF]
+#                          [--nudger-image REF] [--only service|nudger] [--no-cargo]
 #
-#   --platforms LIST  comma-separated, from linux/amd64 and linux/arm64
-#                     (default: the host's architecture only)
-#   --engine NAME     podman, buildah or docker (default: $CONTAINER_ENGINE, else the first
-#                     of podman, buildah, docker found on PATH)
-#   --image REF       image reference (default: $IMAGE)
-#   --no-cargo        do not run cargo; use the binaries already in the target directory
-#   -h, --help        show this help
+#   --platforms LIST     comma-separated, from linux/amd64 and linux/arm64
+#                        (default: the host's architecture only)
+#   --engine NAME        podman, buildah or docker (default: $CONTAINER_ENGINE, else the
+#                        first of podman, buildah, docker found on PATH)
+#   --image REF          the service's image reference (default: $IMAGE)
+#   --nudger-image REF   the nudger's image reference (default: $NUDGER_IMAGE)
+#   --only WHICH         build one of the two: service or nudger (default: both)
+#   --no-cargo           do not run cargo; use the binaries already in the target directory
+#   -h, --help           show this help
 #
 # Prints, on stdout, one line per image:  REF PLATFORM SIZE bytes (N kB)   (kB = 1000 bytes)
 #
+# The nudger's C (ring, under rustls) needs a C compiler for the musl target: musl-gcc
+# (Debian's musl-tools) for amd64, clang and llvm-ar for arm64 (.cargo/config.toml).
+#
 # Environment:
-#   IMAGE               image reference (default: localhost/hello-path-rs:0.1.0)
+#   IMAGE               the service's image (default: localhost/hello-path-rs:0.1.0)
+#   NUDGER_IMAGE        the nudger's image (default: localhost/hello-path-nudger:0.1.0)
 #   CONTAINER_ENGINE    podman | buildah | docker (default: auto-detected)
 #   PODMAN_GLOBAL_FLAGS extra global podman flags, e.g. "--runtime runc" (default: none;
 #                       a build runs no container, so nothing is found out here)
@@ -41,13 +49,17 @@ set -o errexit -o nounset -o pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
 readonly DEFAULT_IMAGE=localhost/hello-path-rs:0.1.0
+readonly DEFAULT_NUDGER_IMAGE=localhost/hello-path-nudger:0.1.0
 
 ENGINE=""
 IMAGE_REF=""
+NUDGER_REF=""
+ONLY=""
 PLATFORMS=""
 RUN_CARGO=true
 EPOCH=""
 WORKDIR=""
+BINARIES=()
 # The engine: pick_engine, engine (scripts/lib/engine.sh).
 # shellcheck source=scripts/lib/engine.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib/engine.sh"
@@ -74,22 +86,26 @@ parse_args() {
   while (($# > 0)); do
     case "$1" in
       -h | --help) usage; exit 0 ;;
-      --platforms | --engine | --image)
+      --platforms | --engine | --image | --nudger-image | --only)
         if (($# < 2)) || [[ -z "$2" ]]; then usage_error "$1 needs a value"; fi
         case "$1" in
           --platforms) PLATFORMS=$2 ;;
           --engine) ENGINE=$2 ;;
           --image) IMAGE_REF=$2 ;;
+          --nudger-image) NUDGER_REF=$2 ;;
+          --only) ONLY=$2 ;;
         esac
         shift 2
         ;;
-      --platforms=* | --engine=* | --image=*)
+      --platforms=* | --engine=* | --image=* | --nudger-image=* | --only=*)
         local value=${1#*=}
         [[ -n "${value}" ]] || usage_error "${1%%=*} needs a value"
         case "$1" in
           --platforms=*) PLATFORMS=${value} ;;
           --engine=*) ENGINE=${value} ;;
           --image=*) IMAGE_REF=${value} ;;
+          --nudger-image=*) NUDGER_REF=${value} ;;
+          --only=*) ONLY=${value} ;;
         esac
         shift
         ;;
@@ -99,6 +115,14 @@ parse_args() {
   done
   IMAGE_REF=${IMAGE_REF:-${IMAGE:-${DEFAULT_IMAGE}}}
   [[ "${IMAGE_REF}" != *@* ]] || usage_error "IMAGE must be NAME[:TAG], not a digest: ${IMAGE_REF}"
+  NUDGER_REF=${NUDGER_REF:-${NUDGER_IMAGE:-${DEFAULT_NUDGER_IMAGE}}}
+  [[ "${NUDGER_REF}" != *@* ]] || usage_error "NUDGER_IMAGE must be NAME[:TAG], not a digest: ${NUDGER_REF}"
+  case "${ONLY}" in
+    "") BINARIES=(hello-path-rs hello-path-nudger) ;;
+    service) BINARIES=(hello-path-rs) ;;
+    nudger) BINARIES=(hello-path-nudger) ;;
+    *) usage_error "--only takes service or nudger, not '${ONLY}'" ;;
+  esac
   ENGINE=${ENGINE:-${CONTAINER_ENGINE:-}}
   case "${ENGINE}" in
     "" | podman | buildah | docker) ;;
@@ -147,13 +171,31 @@ platform_arch() {
 
 
 
-# Version from Cargo.toml's [package] section.
+# BINARY -> the version of its package (Cargo.toml's [package] section, nudger/ for the
+# nudger).
 package_version() {
-  local v
+  local manifest="${ROOT}/Cargo.toml" v
+  [[ "${1:-hello-path-rs}" != hello-path-nudger ]] || manifest="${ROOT}/nudger/Cargo.toml"
   v=$(sed -n '/^\[package\]/,/^\[/{s/^version[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p;}' \
-    "${ROOT}/Cargo.toml" | head -n 1)
-  [[ -n "${v}" ]] || die "cannot read the package version from ${ROOT}/Cargo.toml"
+    "${manifest}" | head -n 1)
+  [[ -n "${v}" ]] || die "cannot read the package version from ${manifest}"
   echo "${v}"
+}
+
+# BINARY -> its Containerfile.
+containerfile() {
+  case "$1" in
+    hello-path-nudger) echo "${ROOT}/Containerfile.nudger" ;;
+    *) echo "${ROOT}/Containerfile.scratch" ;;
+  esac
+}
+
+# BINARY -> the image reference it is built under.
+image_of() {
+  case "$1" in
+    hello-path-nudger) echo "${NUDGER_REF}" ;;
+    *) echo "${IMAGE_REF}" ;;
+  esac
 }
 
 revision() {
@@ -199,12 +241,13 @@ ensure_rust_target() {
 }
 
 cargo_build() {
-  local triple=$1
+  local triple=$1 bin packages=()
   ensure_rust_target "${triple}"
-  log "cargo build --release --target ${triple}"
+  for bin in "${BINARIES[@]}"; do packages+=(-p "${bin}"); done
+  log "cargo build --release --target ${triple} ${packages[*]}"
   # shellcheck disable=SC2086 # CARGO may hold a command with arguments, e.g. "cargo +stable".
-  ${CARGO:-cargo} build --release --target "${triple}" --manifest-path "${ROOT}/Cargo.toml" >&2 \
-    || die "cargo build --release --target ${triple} failed"
+  ${CARGO:-cargo} build --release --target "${triple}" --manifest-path "${ROOT}/Cargo.toml" \
+    "${packages[@]}" >&2 || die "cargo build --release --target ${triple} ${packages[*]} failed"
 }
 
 # FILE OFFSET SIZE -> the unsigned little-endian integer at OFFSET.
@@ -296,22 +339,22 @@ drop_name() {
   esac
 }
 
-# Builds one image for PLATFORM, tagged REF, from the staged binary.
+# Builds one image of BINARY for PLATFORM, tagged REF, from the staged binary.
 build_one() {
-  local platform=$1 ref=$2 triple ctx bin
+  local platform=$1 ref=$2 name=$3 triple ctx bin
   triple=$(rust_target "${platform}")
-  bin="$(target_dir)/${triple}/release/hello-path-rs"
+  bin="$(target_dir)/${triple}/release/${name}"
   check_static "${bin}" "$(elf_machine "${platform}")"
   # A context holding only the binary: nothing else is sent to a daemon or scanned, and the
   # mode is 0755 whatever the umask, so that the unprivileged USER can execute it.
-  ctx="${WORKDIR}/$(platform_arch "${platform}")"
+  ctx="${WORKDIR}/${name}-$(platform_arch "${platform}")"
   mkdir -p -- "${ctx}"
-  install -m 0755 -- "${bin}" "${ctx}/hello-path-rs"
+  install -m 0755 -- "${bin}" "${ctx}/${name}"
   local args=(
     --platform "${platform}"
-    -f "${ROOT}/Containerfile.scratch"
-    --build-arg BINARY=hello-path-rs
-    --build-arg "VERSION=${VERSION}"
+    -f "$(containerfile "${name}")"
+    --build-arg "BINARY=${name}"
+    --build-arg "VERSION=$(package_version "${name}")"
     --build-arg "REVISION=${REVISION}"
     --build-arg "SOURCE=${SOURCE}"
     -t "${ref}"
@@ -330,29 +373,31 @@ build_one() {
   esac || die "${ENGINE} build of ${ref} for ${platform} failed"
 }
 
+# Builds BINARY for every platform and joins the images under its reference.
 build_list() {
-  local platform arch ref refs=()
+  local name=$1 image platform arch ref refs=()
+  image=$(image_of "${name}")
   for platform in ${PLATFORMS//,/ }; do
-    ref=$(arch_ref "${IMAGE_REF}" "$(platform_arch "${platform}")")
+    ref=$(arch_ref "${image}" "$(platform_arch "${platform}")")
     drop_list "${ref}"
-    build_one "${platform}" "${ref}"
+    build_one "${platform}" "${ref}" "${name}"
     refs+=("${ref}")
   done
   case "${ENGINE}" in
     podman | buildah)
-      drop_name "${IMAGE_REF}"
+      drop_name "${image}"
       local tool=(engine)
       [[ "${ENGINE}" == buildah ]] && tool=(buildah)
-      "${tool[@]}" manifest create "${IMAGE_REF}" >/dev/null
+      "${tool[@]}" manifest create "${image}" >/dev/null
       for ref in "${refs[@]}"; do
-        "${tool[@]}" manifest add "${IMAGE_REF}" "containers-storage:${ref}" >/dev/null \
-          || die "cannot add ${ref} to the manifest list ${IMAGE_REF}"
+        "${tool[@]}" manifest add "${image}" "containers-storage:${ref}" >/dev/null \
+          || die "cannot add ${ref} to the manifest list ${image}"
       done
-      log "manifest list ${IMAGE_REF}: ${refs[*]}"
+      log "manifest list ${image}: ${refs[*]}"
       ;;
     docker)
       log "docker keeps no manifest list locally: push ${refs[*]} and join them with"
-      log "  docker buildx imagetools create -t REGISTRY/hello-path-rs:TAG <pushed refs>"
+      log "  docker buildx imagetools create -t REGISTRY/${name}:TAG <pushed refs>"
       log "(scripts/load-image.sh --registry REGISTRY does both)"
       ;;
   esac
@@ -369,11 +414,10 @@ main() {
   log "engine: ${ENGINE}${ENGINE_GLOBAL[*]:+ ${ENGINE_GLOBAL[*]}}"
   trap cleanup EXIT
   WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/build-image.XXXXXX")
-  VERSION=$(package_version)
   REVISION=$(revision)
   SOURCE=$(source_url)
   EPOCH=$(source_date_epoch)
-  log "version ${VERSION}, revision ${REVISION}, platforms ${PLATFORMS}"
+  log "images: ${BINARIES[*]}; version $(package_version), revision ${REVISION}, platforms ${PLATFORMS}"
 
   local platform
   if [[ "${RUN_CARGO}" == true ]]; then
@@ -382,13 +426,17 @@ main() {
     done
   fi
 
-  if [[ "${PLATFORMS}" == *,* ]]; then
-    build_list
-  else
-    drop_list "${IMAGE_REF}"
-    build_one "${PLATFORMS}" "${IMAGE_REF}"
-    report "${IMAGE_REF}" "${PLATFORMS}"
-  fi
+  local name image
+  for name in "${BINARIES[@]}"; do
+    if [[ "${PLATFORMS}" == *,* ]]; then
+      build_list "${name}"
+    else
+      image=$(image_of "${name}")
+      drop_list "${image}"
+      build_one "${PLATFORMS}" "${image}" "${name}"
+      report "${image}" "${PLATFORMS}"
+    fi
+  done
 }
 
 main "$@"

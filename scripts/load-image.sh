@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# load-image.sh — put the hello-path-rs image where the current cluster can run it.
+# load-image.sh — put the images where the current cluster can run them: the service's
+# (IMAGE) and the nudger's (NUDGER_IMAGE), each in turn, the same way.
 #
 # Local clusters get the image imported, detected from the kubectl context:
 #   kind-NAME           kind load image-archive ARCHIVE --name NAME
@@ -10,9 +11,10 @@
 #                       this machine; otherwise prints what to run on the node
 # Other contexts are recognised from their nodes (kind:// provider IDs, minikube labels).
 # ARCHIVE is a docker-archive written by the engine under the image's own name, so the
-# manifests' `image: localhost/hello-path-rs:0.1.0` with IfNotPresent finds it. When IMAGE
-# is a manifest list (build-image.sh --platforms), the architecture of the cluster's first
-# node is imported (IMAGE-ARCH, e.g. localhost/hello-path-rs:0.1.0-arm64).
+# manifests' `image: localhost/hello-path-rs:0.1.0` (and localhost/hello-path-nudger:0.1.0)
+# with IfNotPresent finds it. When an image is a manifest list (build-image.sh
+# --platforms), the architecture of the cluster's first node is imported (REF-ARCH, e.g.
+# localhost/hello-path-rs:0.1.0-arm64).
 #
 # With a registry, the image is pushed instead (a manifest list with all its images):
 #   REGISTRY/hello-path-rs:TAG, e.g. --registry registry.example.com:5000/demo
@@ -20,11 +22,14 @@
 #
 # Usage:
 #   scripts/load-image.sh [--context NAME] [--registry REG] [--image REF]
+#                         [--nudger-image REF] [--only service|nudger]
 #                         [--engine NAME] [--cluster-type TYPE] [--cluster NAME]
 #
 #   --context NAME       kubectl context to inspect (default: the current context)
 #   --registry REG       push to REG instead of importing (default: $REGISTRY)
-#   --image REF          image to load (default: $IMAGE)
+#   --image REF          the service's image (default: $IMAGE)
+#   --nudger-image REF   the nudger's image (default: $NUDGER_IMAGE)
+#   --only WHICH         load one of the two: service or nudger (default: both)
 #   --engine NAME        podman, buildah or docker (default: $CONTAINER_ENGINE, else the
 #                        first of podman, buildah, docker found on PATH)
 #   --cluster-type TYPE  skip detection: kind, k3d, minikube or k3s
@@ -32,7 +37,8 @@
 #   -h, --help           show this help
 #
 # Environment:
-#   IMAGE               image reference (default: localhost/hello-path-rs:0.1.0)
+#   IMAGE               the service's image (default: localhost/hello-path-rs:0.1.0)
+#   NUDGER_IMAGE        the nudger's image (default: localhost/hello-path-nudger:0.1.0)
 #   REGISTRY            as --registry (default: none, import into the cluster)
 #   KUBECTL             kubectl command, may hold arguments (default: kubectl)
 #   CONTAINER_ENGINE    podman | buildah | docker (default: auto-detected)
@@ -54,6 +60,8 @@ source "${LIB_DIR}/kube.sh"
 
 REGISTRY_REF=""
 IMAGE_REF=""
+NUDGER_REF=""
+ONLY=""
 ENGINE=""
 CLUSTER_TYPE=""
 CLUSTER=""
@@ -61,6 +69,8 @@ WORKDIR=""
 # shellcheck source-path=SCRIPTDIR source=lib/engine.sh
 source "${LIB_DIR}/engine.sh"
 PUSH_ARGS=()
+# The images to load, in order (the service's, the nudger's).
+REFS=()
 # Filled by node_facts: first node's architecture, provider ID, kubelet version, minikube
 # profile label.
 NODE_ARCH="" NODE_PROVIDER="" NODE_KUBELET="" NODE_MINIKUBE=""
@@ -94,12 +104,12 @@ parse_args() {
   while (($# > 0)); do
     case "$1" in
       -h | --help) usage; exit 0 ;;
-      --context | --registry | --image | --engine | --cluster-type | --cluster)
+      --context | --registry | --image | --nudger-image | --only | --engine | --cluster-type | --cluster)
         if (($# < 2)) || [[ -z "$2" ]]; then usage_error "$1 needs a value"; fi
         opt=$1 value=$2
         shift 2
         ;;
-      --context=* | --registry=* | --image=* | --engine=* | --cluster-type=* | --cluster=*)
+      --context=* | --registry=* | --image=* | --nudger-image=* | --only=* | --engine=* | --cluster-type=* | --cluster=*)
         opt=${1%%=*} value=${1#*=}
         [[ -n "${value}" ]] || usage_error "${opt} needs a value"
         shift
@@ -110,6 +120,8 @@ parse_args() {
       --context) KUBE_CONTEXT=${value} ;;
       --registry) REGISTRY_REF=${value} ;;
       --image) IMAGE_REF=${value} ;;
+      --nudger-image) NUDGER_REF=${value} ;;
+      --only) ONLY=${value} ;;
       --engine) ENGINE=${value} ;;
       --cluster-type) CLUSTER_TYPE=${value} ;;
       --cluster) CLUSTER=${value} ;;
@@ -117,6 +129,14 @@ parse_args() {
   done
   IMAGE_REF=${IMAGE_REF:-${IMAGE:-${DEFAULT_IMAGE}}}
   [[ "${IMAGE_REF}" != *@* ]] || usage_error "IMAGE must be NAME[:TAG], not a digest: ${IMAGE_REF}"
+  NUDGER_REF=${NUDGER_REF:-${NUDGER_IMAGE:-localhost/hello-path-nudger:0.1.0}}
+  [[ "${NUDGER_REF}" != *@* ]] || usage_error "NUDGER_IMAGE must be NAME[:TAG], not a digest: ${NUDGER_REF}"
+  case "${ONLY}" in
+    "") REFS=("${IMAGE_REF}" "${NUDGER_REF}") ;;
+    service) REFS=("${IMAGE_REF}") ;;
+    nudger) REFS=("${NUDGER_REF}") ;;
+    *) usage_error "--only takes service or nudger, not '${ONLY}'" ;;
+  esac
   REGISTRY_REF=${REGISTRY_REF:-${REGISTRY:-}}
   REGISTRY_REF=${REGISTRY_REF%/}
   ENGINE=${ENGINE:-${CONTAINER_ENGINE:-}}
@@ -243,9 +263,11 @@ source_image() {
   fi
 }
 
-# Writes a docker-archive of the chosen image, named IMAGE, to WORKDIR; prints its path.
+# Writes a docker-archive of the chosen image, named IMAGE_REF, to WORKDIR (NAME.tar, NAME
+# the image's name without registry or tag); prints its path.
 write_archive() {
-  local src archive="${WORKDIR}/hello-path-rs.tar"
+  local name=${IMAGE_REF##*/}
+  local src archive="${WORKDIR}/${name%%:*}.tar"
   src=$(source_image)
   case "${ENGINE}" in
     podman) engine push -q "${src}" "docker-archive:${archive}:${IMAGE_REF}" >&2 ;;
@@ -342,12 +364,16 @@ main() {
   pick_engine
   trap cleanup EXIT
   WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/load-image.XXXXXX")
-  if [[ -n "${REGISTRY_REF}" ]]; then
-    push_to_registry
-  else
-    detect
-    load_into_cluster
-  fi
+  local ref
+  [[ -n "${REGISTRY_REF}" ]] || detect
+  for ref in "${REFS[@]}"; do
+    IMAGE_REF=${ref}
+    if [[ -n "${REGISTRY_REF}" ]]; then
+      push_to_registry
+    else
+      load_into_cluster
+    fi
+  done
 }
 
 main "$@"

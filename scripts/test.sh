@@ -11,7 +11,8 @@
 #   --only      run only these steps: rust, shellcheck (and tests/executables.sh: every
 #               script the docs name runs as typed), python (ruff and the unit tests of
 #               bench/), manifests, nudge (scripts/nudge.sh against a fake API server),
-#               image, multiarch, walkthrough (the scenario scripts: tests/timeline.sh,
+#               nudger (hello-path-nudger: its unit tests, clippy, and tests/nudger.sh
+#               against the fake API server over TLS), image, multiarch, walkthrough (the scenario scripts: tests/timeline.sh,
 #               cleanup.sh, walkthrough.sh), bench (a quick smoke run of scripts/bench.sh,
 #               no timing asserted)
 #
@@ -25,8 +26,11 @@
 set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STEPS=(rust shellcheck python manifests nudge image multiarch walkthrough bench)
-APT_PACKAGES=(podman runc uidmap shellcheck qemu-user-static wrk iproute2)
+STEPS=(rust shellcheck python manifests nudge nudger image multiarch walkthrough bench)
+# musl-tools, clang, llvm: the C of the nudger's ring for the musl targets (.cargo/config.toml);
+# openssl, curl, prometheus (promtool): tests/nudger.sh.
+APT_PACKAGES=(podman runc uidmap shellcheck qemu-user-static wrk iproute2 musl-tools clang llvm
+  openssl curl prometheus)
 RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 
 log() { printf '\n== %s\n' "$*"; }
@@ -43,8 +47,15 @@ needs() {
     python) printf '%s\n' 'python3 python3' ;;
     manifests) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
     nudge) printf '%s\n' 'kubectl kubernetes-client' 'python3 python3' ;;
-    image) printf '%s\n' 'podman podman uidmap' 'runc runc' ;;
-    multiarch) printf '%s\n' 'podman podman uidmap' 'runc runc' 'qemu-aarch64-static qemu-user-static' ;;
+    nudger) printf '%s\n' 'python3 python3' 'openssl openssl' 'curl curl' 'promtool prometheus' ;;
+    image)
+      printf '%s\n' 'podman podman uidmap' 'runc runc' 'curl curl' 'musl-gcc musl-tools' \
+        'python3 python3' 'openssl openssl'
+      ;;
+    multiarch)
+      printf '%s\n' 'podman podman uidmap' 'runc runc' 'qemu-aarch64-static qemu-user-static' \
+        'musl-gcc musl-tools' 'clang clang' 'llvm-ar llvm' 'python3 python3' 'openssl openssl'
+      ;;
     walkthrough) printf '%s\n' 'setsid util-linux' 'python3 python3' ;;
     bench) printf '%s\n' 'python3 python3' 'wrk wrk' 'prlimit util-linux' 'ss iproute2' ;;
   esac
@@ -168,6 +179,15 @@ run_tests() {
 step_python() { run_tests python.sh; }
 step_manifests() { run_tests manifests.sh; }
 step_nudge() { run_tests nudge.sh; }
+# The nudger: a workspace member that `cargo test` at the root leaves out (the service is the
+# default member); its unit tests, clippy, then the binary against the fake API server.
+step_nudger() {
+  (cd "$ROOT" && cargo build --locked -p hello-path-nudger && cargo test --locked -p hello-path-nudger)
+  if cargo clippy --version >/dev/null 2>&1; then
+    (cd "$ROOT" && cargo clippy --locked -p hello-path-nudger --all-targets -- -D warnings)
+  fi
+  NUDGER_BIN="$ROOT/target/debug/hello-path-nudger" run_tests nudger.sh
+}
 step_image() { run_tests engine.sh image.sh; }
 step_multiarch() { run_tests multiarch.sh; }
 step_walkthrough() { run_tests timeline.sh cleanup.sh walkthrough.sh; }

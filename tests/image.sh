@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# image.sh — build the FROM-scratch image and check it in a real container engine.
+# image.sh — build the FROM-scratch images and check them in a real container engine.
 #
-# Builds the image with scripts/build-image.sh, then runs it the way a restricted pod runs
-# it (read-only root, no capabilities, no-new-privileges) and checks, one line each:
-# its configuration and content, its size, that it serves on a published loopback port as
-# uid 65532, the article's no-secret failure, a prompt exit 0 on SIGTERM as PID 1, and a
-# hot reload of a kubelet-style Secret directory mounted read-only, without a restart.
+# Builds both images with scripts/build-image.sh, then runs the service's the way a
+# restricted pod runs it (read-only root, no capabilities, no-new-privileges) and checks,
+# one line each: its configuration and content, its size, that it serves on a published
+# loopback port as uid 65532, the article's no-secret failure, a prompt exit 0 on SIGTERM
+# as PID 1, and a hot reload of a kubelet-style Secret directory mounted read-only, without
+# a restart. Then the nudger's: its configuration, content and size (2.5 MB), --help and
+# --version, and, restricted too, a run against the fake API server of tests/nudger.sh over
+# TLS (host network, its kubeconfig mounted read-only): Ready, a change nudged, exit 0 on
+# SIGTERM as PID 1.
 #
 # Usage:
 #   bash tests/image.sh [--no-build]
@@ -26,6 +30,8 @@
 #                       process's own limits and runc, said in one line:
 #                       scripts/lib/engine.sh) (default: found out)
 #   IMAGE_MAX_BYTES     size budget (default: 700000, i.e. 700 kB)
+#   NUDGER_IMAGE        the nudger's image (default: localhost/hello-path-nudger:0.1.0)
+#   NUDGER_IMAGE_MAX_BYTES  its size budget (default: 2500000, i.e. 2.5 MB)
 # shellcheck disable=SC2317 # helpers run through `check` and `trap`, which it cannot follow
 set -o errexit -o nounset -o pipefail
 
@@ -44,6 +50,9 @@ ENGINE_TIMEOUT=120
 
 IMAGE_REF=${IMAGE:-localhost/hello-path-rs:0.1.0}
 MAX_BYTES=${IMAGE_MAX_BYTES:-700000}
+NUDGER_REF=${NUDGER_IMAGE:-localhost/hello-path-nudger:0.1.0}
+NUDGER_MAX_BYTES=${NUDGER_IMAGE_MAX_BYTES:-2500000}
+FAKE_PID=""
 BUILD=true
 CONTAINERS=()
 WORKDIR=""
@@ -71,6 +80,10 @@ bail() {
 
 cleanup() {
   local c
+  if [[ -n "${FAKE_PID}" ]]; then
+    kill "${FAKE_PID}" 2>/dev/null || true
+    wait "${FAKE_PID}" 2>/dev/null || true
+  fi
   for c in "${CONTAINERS[@]}"; do
     ENGINE_TIMEOUT=30 engine rm -f -t 0 "${c}" >/dev/null 2>&1 || true
   done
@@ -208,14 +221,16 @@ preflight() {
 build_image() {
   if [[ "${BUILD}" == true ]]; then
     local out
-    if out=$(IMAGE="${IMAGE_REF}" CONTAINER_ENGINE="${ENGINE}" bash "${ROOT}/scripts/build-image.sh" 2>"${WORKDIR}/build.log"); then
-      ok "scripts/build-image.sh builds ${IMAGE_REF}: ${out}"
+    if out=$(IMAGE="${IMAGE_REF}" NUDGER_IMAGE="${NUDGER_REF}" CONTAINER_ENGINE="${ENGINE}" \
+      bash "${ROOT}/scripts/build-image.sh" 2>"${WORKDIR}/build.log"); then
+      ok "scripts/build-image.sh builds ${IMAGE_REF} and ${NUDGER_REF}: $(paste -sd ';' <<<"${out}")"
     else
       tail -n 20 "${WORKDIR}/build.log" | sed 's/^/#   /'
       bail "scripts/build-image.sh builds ${IMAGE_REF}"
     fi
   fi
   engine image exists "${IMAGE_REF}" || bail "image ${IMAGE_REF} exists"
+  engine image exists "${NUDGER_REF}" || bail "image ${NUDGER_REF} exists"
 }
 
 # What `run` needs on this machine, found out by starting the image once; a fallback is
@@ -394,6 +409,126 @@ check_secret_reload() {
   check "reload: GET /readyz still 200" expect_get "${base}/readyz" 200 ok
 }
 
+# --- the nudger's image ---------------------------------------------------------------
+
+# The nudger's image: as Containerfile.nudger promises, the binary alone, within budget.
+check_nudger_config() {
+  local ref=${NUDGER_REF}
+  check "nudger image user is numeric 65532:65532" \
+    test "$(engine image inspect --format '{{.Config.User}}' "${ref}")" = "65532:65532"
+  check "nudger image entrypoint is exec-form [/hello-path-nudger]" \
+    test "$(engine image inspect --format '{{json .Config.Entrypoint}}' "${ref}")" = '["/hello-path-nudger"]'
+  check "nudger image stop signal is SIGTERM, exposes 8080/tcp" \
+    test "$(engine image inspect --format '{{.Config.StopSignal}} {{json .Config.ExposedPorts}}' "${ref}")" = 'SIGTERM {"8080/tcp":{}}'
+  check "nudger image labels: title hello-path-nudger, licenses Apache-2.0, a revision" \
+    test "$(engine image inspect --format '{{index .Config.Labels "org.opencontainers.image.title"}} {{index .Config.Labels "org.opencontainers.image.licenses"}} {{if index .Config.Labels "org.opencontainers.image.revision"}}rev{{end}}' "${ref}")" = "hello-path-nudger Apache-2.0 rev"
+  local archive="${WORKDIR}/nudger.tar" files
+  files=$(engine save --format docker-archive -o "${archive}" "${ref}" >/dev/null 2>&1 &&
+    tar -xOf "${archive}" manifest.json | grep -o '"[^"]*\.tar"' | tr -d '"' | sort -u |
+    while read -r layer; do tar -xOf "${archive}" "${layer}" | tar -t; done | sort -u) || files="(save failed)"
+  rm -f -- "${archive}"
+  check "nudger image content is the single file hello-path-nudger (found: $(paste -sd ' ' <<<"${files}"))" \
+    test "${files}" = hello-path-nudger
+  local size
+  size=$(engine image inspect --format '{{.Size}}' "${ref}")
+  check "nudger image size ${size} bytes ($(((size + 500) / 1000)) kB) is within ${NUDGER_MAX_BYTES} bytes" \
+    test "${size}" -le "${NUDGER_MAX_BYTES}"
+  local out rc=0
+  out=$(engine run --rm "${ENGINE_RUN[@]}" "${ref}" --version 2>&1) || rc=$?
+  check "podman run ${ref} --version: '${out}'" test "${rc}:${out}" = "0:hello-path-nudger $(sed -n 's/^version = "\(.*\)"/\1/p' "${ROOT}/nudger/Cargo.toml")"
+  rc=0
+  out=$(engine run --rm "${ENGINE_RUN[@]}" "${ref}" --help 2>&1) || rc=$?
+  check "podman run ${ref} --help: exit 0, the usage" test "${rc}:$(grep -c '^USAGE:' <<<"${out}")" = "0:1"
+  rc=0
+  out=$(engine run --rm "${ENGINE_RUN[@]}" "${ref}" --bogus 2>&1) || rc=$?
+  check "podman run ${ref} --bogus: exit 2, one line and the hint" \
+    test "${rc}:$(head -n 1 <<<"${out}")" = "2:hello-path-nudger: error: unknown option --bogus"
+}
+
+# The image against the fake API server of tests/nudger.sh: restricted, as uid 65532, the
+# kubeconfig and CA mounted read-only, on the host's network to reach 127.0.0.1.
+check_nudger_run() {
+  local dir="${WORKDIR}/nudger" port i addr="" name code start elapsed mount_opts=ro
+  mkdir -p "${dir}/fixtures" "${dir}/etc"
+  cp "${ROOT}"/tests/fixtures/nudge/{pods,secrets,replicasets}.json "${dir}/fixtures/"
+  if ! python3 "${ROOT}/tests/lib/fake_apiserver.py" certs "${dir}/certs" 2>"${dir}/certs.err"; then
+    not_ok "nudger image: certificates for the fake API server (openssl)"
+    sed 's/^/#   /' "${dir}/certs.err"
+    return
+  fi
+  printf 'image-token image-test\n' >"${dir}/tokens"
+  python3 "${ROOT}/tests/lib/fake_apiserver.py" serve --fixtures "${dir}/fixtures" \
+    --port-file "${dir}/port" --control-port-file "${dir}/cport" --log "${dir}/log" \
+    --tls-dir "${dir}/certs" --tokens "${dir}/tokens" >"${dir}/server.err" 2>&1 &
+  FAKE_PID=$!
+  for ((i = 0; i < 100; i++)); do
+    [[ ! -s "${dir}/port" ]] || break
+    sleep 0.1
+  done
+  port=$(cat "${dir}/port" 2>/dev/null) || port=""
+  if [[ -z "${port}" ]]; then
+    not_ok "nudger image: the fake API server starts"
+    sed 's/^/#   /' "${dir}/server.err"
+    return
+  fi
+  cp "${dir}/certs/ca.crt" "${dir}/etc/ca.crt"
+  printf 'image-token' >"${dir}/etc/token"
+  cat >"${dir}/etc/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: fake, cluster: {server: "https://127.0.0.1:${port}", certificate-authority: ca.crt}}]
+users: [{name: nudger, user: {tokenFile: token}}]
+contexts: [{name: fake, context: {cluster: fake, user: nudger, namespace: shop}}]
+current-context: fake
+EOF
+  chmod 0755 "${dir}/etc"
+  chmod 0644 "${dir}/etc/"*
+  if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then mount_opts=ro,Z; fi
+  new_name nudger
+  name=${NAME}
+  if ! engine run -d --name "${name}" --read-only --cap-drop=ALL --security-opt no-new-privileges \
+    --network host -v "${dir}/etc:/etc/nudger:${mount_opts}" "${ENGINE_RUN[@]}" "${NUDGER_REF}" \
+    --kubeconfig /etc/nudger/kubeconfig --listen-addr 127.0.0.1:0 >/dev/null 2>"${dir}/run.err"; then
+    not_ok "nudger image: starts restricted against the fake API server"
+    sed 's/^/#   /' "${dir}/run.err"
+    return
+  fi
+  for ((i = 0; i < 150; i++)); do
+    addr=$(engine logs "${name}" 2>&1 | grep -o '/readyz on 127\.0\.0\.1:[0-9]*' | head -n 1 | cut -d' ' -f3) || addr=""
+    [[ -z "${addr}" ]] || break
+    sleep 0.1
+  done
+  code=000
+  for ((i = 0; i < 150 && ${#addr} > 0; i++)); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://${addr}/readyz") || code=000
+    [[ "${code}" != 200 ]] || break
+    sleep 0.1
+  done
+  if [[ "${code}" == 200 ]]; then
+    ok "nudger image: Ready against the fake API server over TLS (kubeconfig, CA and token mounted read-only)"
+  else
+    not_ok "nudger image: Ready against the fake API server over TLS (last /readyz: ${code})"
+    show_logs "${name}"
+    return
+  fi
+  local top
+  top=$(engine top "${name}" user pid capeff | tail -n +2 | tr -s ' ')
+  check "nudger image: runs as 65532, PID 1, no capabilities (podman top: ${top})" test "${top}" = "65532 1 none"
+  python3 "${ROOT}/tests/lib/fake_apiserver.py" ctl "${dir}/cport" set-data secrets shop app-secret '{"data":{"k":"aW1hZ2U="}}' >/dev/null
+  for ((i = 0; i < 100; i++)); do
+    [[ "$(grep -c '^patch pods shop .* 200 ' "${dir}/log")" -lt 8 ]] || break
+    sleep 0.1
+  done
+  check "nudger image: a change of app-secret annotates its 8 running pods" \
+    test "$(grep -c '^patch pods shop .* 200 ' "${dir}/log")" = 8
+  start=$(now_ms)
+  engine stop -t 10 "${name}" >/dev/null || true
+  elapsed=$(($(now_ms) - start))
+  code=$(inspect "${name}" '{{.State.ExitCode}}')
+  check "nudger image: SIGTERM as PID 1: exit 0 (got ${code}) in ${elapsed} ms (< 5000)" \
+    test "${code}:$((elapsed < 5000))" = "0:1"
+}
+
 # --- scripts/load-image.sh, against fakes: kubectl, podman, kind, k3d, minikube, k3s ----
 # (tests/fixtures/fakebin: each appends "NAME ARGS" to $FAKE_CALLS)
 
@@ -448,9 +583,17 @@ check_load_image() {
   check "kind-dev context: kind load image-archive ARCHIVE --name dev" \
     calls_have "^kind load image-archive [^ ]*${archive_re#/} --name dev$"
   check "kind-dev context: kind got an existing archive" calls_have '^archive-present '
+  check "kind-dev context: the nudger's image too, under its own name" \
+    calls_have "^kind load image-archive [^ ]*/load-image\.[^/ ]*/hello-path-nudger\.tar --name dev$"
   local archive
   archive=$(grep -o "[^ ]*${archive_re#/}" "${WORKDIR}/calls" | head -n 1)
   check "kind-dev context: the archive is removed afterwards" test -n "${archive}" -a ! -e "${archive:-/}"
+
+  run_load FAKE_CONTEXT=kind-dev -- --only nudger
+  check "--only nudger: only the nudger's image is loaded" \
+    test "$(grep -c '^kind load' "${WORKDIR}/calls"):$(grep -c 'hello-path-rs\.tar' "${WORKDIR}/calls")" = "1:0"
+  run_load FAKE_CONTEXT=kind-dev -- --only both
+  check "--only both: exit 2 (got ${LOAD_RC})" test "${LOAD_RC}" = 2
 
   run_load -- --context k3d-demo
   check "--context k3d-demo: k3d image import ARCHIVE -c demo" calls_have "^k3d image import [^ ]*${archive_re#/} -c demo$"
@@ -511,6 +654,8 @@ main() {
   check_serve_and_stop
   check_no_secret
   check_secret_reload
+  check_nudger_config
+  check_nudger_run
   finish
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# multiarch.sh — amd64 + arm64 images under one reference.
+# multiarch.sh — amd64 + arm64 images under one reference, for the service and the nudger.
 #
 # Builds both static binaries and both images with
 # `scripts/build-image.sh --platforms linux/amd64,linux/arm64` under a throwaway reference,
@@ -10,7 +10,10 @@
 # list holds exactly the two platforms and points at the right images, each image carries
 # the binary of its architecture and fits the size budget, scripts/load-image.sh exports
 # the image of the cluster's architecture under the common name, and a later single-arch
-# build can take the name back from the list.
+# build can take the name back from the list. The nudger's list the same way (its budget
+# 2.5 MB), and its arm64 binary (its C, ring, cross-compiled by clang) static and working
+# under qemu: --version, then Ready against the fake API server over TLS, a change nudged,
+# exit 0 on SIGTERM.
 #
 # Usage:
 #   bash tests/multiarch.sh
@@ -25,6 +28,7 @@
 #                       image of this machine's architecture once (scripts/lib/engine.sh)
 #                       (default: found out)
 #   IMAGE_MAX_BYTES     size budget per image (default: 700000, i.e. 700 kB)
+#   NUDGER_IMAGE_MAX_BYTES  the nudger's (default: 2500000, i.e. 2.5 MB)
 #   QEMU_AARCH64        user-mode emulator (default: qemu-aarch64-static, Debian package
 #                       qemu-user-static; installed with apt-get when missing and root)
 # shellcheck disable=SC2317 # helpers run through `check` and `trap`, which it cannot follow
@@ -43,7 +47,11 @@ ENGINE_TIMEOUT=120
 MAX_BYTES=${IMAGE_MAX_BYTES:-700000}
 QEMU=${QEMU_AARCH64:-qemu-aarch64-static}
 LIST_REF="localhost/hello-path-rs:multiarch-test-$$"
+NUDGER_LIST_REF="localhost/hello-path-nudger:multiarch-test-$$"
+NUDGER_MAX_BYTES=${NUDGER_IMAGE_MAX_BYTES:-2500000}
 ARM_BIN="${CARGO_TARGET_DIR:-${ROOT}/target}/aarch64-unknown-linux-musl/release/hello-path-rs"
+ARM_NUDGER="${CARGO_TARGET_DIR:-${ROOT}/target}/aarch64-unknown-linux-musl/release/hello-path-nudger"
+FAKE_PID=""
 WORKDIR=""
 CHILD_PID=""
 CREATED_IMAGES=false
@@ -66,13 +74,19 @@ cleanup() {
     kill -KILL "${CHILD_PID}" 2>/dev/null || true
     wait "${CHILD_PID}" 2>/dev/null || true
   fi
+  if [[ -n "${FAKE_PID}" ]]; then
+    kill "${FAKE_PID}" 2>/dev/null || true
+    wait "${FAKE_PID}" 2>/dev/null || true
+  fi
   if [[ "${CREATED_IMAGES}" == true ]]; then
-    local ref
-    if engine manifest inspect "${LIST_REF}" >/dev/null 2>&1; then
-      engine manifest rm "${LIST_REF}" >/dev/null 2>&1 || true
-    fi
-    for ref in "${LIST_REF}" "${LIST_REF}-amd64" "${LIST_REF}-arm64"; do
-      engine rmi "${ref}" >/dev/null 2>&1 || true
+    local ref list
+    for list in "${LIST_REF}" "${NUDGER_LIST_REF}"; do
+      if engine manifest inspect "${list}" >/dev/null 2>&1; then
+        engine manifest rm "${list}" >/dev/null 2>&1 || true
+      fi
+      for ref in "${list}" "${list}-amd64" "${list}-arm64"; do
+        engine rmi "${ref}" >/dev/null 2>&1 || true
+      done
     done
   fi
   if [[ -n "${WORKDIR}" && -d "${WORKDIR}" ]]; then
@@ -93,6 +107,7 @@ preflight() {
     || bail "${ENGINE} is installed (install it: apt-get install podman runc)"
   command -v readelf >/dev/null 2>&1 || bail "readelf is installed (install it: apt-get install binutils)"
   command -v curl >/dev/null 2>&1 || bail "curl is installed (install it: apt-get install curl)"
+  command -v openssl >/dev/null 2>&1 || bail "openssl is installed (install it: apt-get install openssl)"
   if ! command -v "${QEMU}" >/dev/null 2>&1; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
       note "installing qemu-user-static (for ${QEMU})"
@@ -107,14 +122,14 @@ preflight() {
 build() {
   local out
   CREATED_IMAGES=true
-  if out=$(IMAGE="${LIST_REF}" CONTAINER_ENGINE="${ENGINE}" \
+  if out=$(IMAGE="${LIST_REF}" NUDGER_IMAGE="${NUDGER_LIST_REF}" CONTAINER_ENGINE="${ENGINE}" \
     bash "${ROOT}/scripts/build-image.sh" --platforms linux/amd64,linux/arm64 2>"${WORKDIR}/build.log"); then
-    ok "scripts/build-image.sh --platforms linux/amd64,linux/arm64 builds ${LIST_REF}"
+    ok "scripts/build-image.sh --platforms linux/amd64,linux/arm64 builds ${LIST_REF} and ${NUDGER_LIST_REF}"
     local line
     while read -r line; do note "${line}"; done <<<"${out}"
   else
     tail -n 20 "${WORKDIR}/build.log" | sed 's/^/#   /'
-    bail "scripts/build-image.sh --platforms linux/amd64,linux/arm64 builds ${LIST_REF}"
+    bail "scripts/build-image.sh --platforms linux/amd64,linux/arm64 builds ${LIST_REF} and ${NUDGER_LIST_REF}"
   fi
   if [[ -r /proc/sys/fs/binfmt_misc/qemu-aarch64 ]]; then
     note "binfmt_misc has a qemu-aarch64 handler (the build has no RUN step, so it used none)"
@@ -190,36 +205,37 @@ check_arm_binary() {
   check "arm64 binary exits 0 on SIGTERM (got ${rc})" test "${rc}" = 0
 }
 
-# The list: exactly linux/amd64 and linux/arm64, each entry the digest of its image.
+# check_manifest LIST BINARY BUDGET — the list: exactly linux/amd64 and linux/arm64, each
+# entry the digest of its image, which holds BINARY for its architecture within BUDGET.
 check_manifest() {
-  local json platforms count
-  json=$(engine manifest inspect "${LIST_REF}" 2>/dev/null) || bail "${ENGINE} manifest inspect ${LIST_REF}"
+  local list=$1 binary=$2 budget=$3 json platforms count
+  json=$(engine manifest inspect "${list}" 2>/dev/null) || bail "${ENGINE} manifest inspect ${list}"
   count=$(grep -c '"digest"' <<<"${json}" || true)
   platforms=$(tr -d ' \n' <<<"${json}" | grep -o '"platform":{[^}]*}' \
     | sed -e 's/.*"architecture":"\([^"]*\)".*"os":"\([^"]*\)".*/\2\/\1/' | sort | paste -sd, -)
-  check "manifest list has exactly 2 entries (got ${count})" test "${count}" = 2
-  check "manifest list platforms are linux/amd64,linux/arm64 (got ${platforms})" \
+  check "manifest list ${list} has exactly 2 entries (got ${count})" test "${count}" = 2
+  check "manifest list ${list} platforms are linux/amd64,linux/arm64 (got ${platforms})" \
     test "${platforms}" = linux/amd64,linux/arm64
 
   local arch ref digest config_arch size
   for arch in amd64 arm64; do
-    ref="${LIST_REF}-${arch}"
+    ref="${list}-${arch}"
     config_arch=$(engine image inspect --format '{{.Os}}/{{.Architecture}}' "${ref}" 2>/dev/null) || config_arch=missing
     check "image ${ref} config says linux/${arch} (got ${config_arch})" test "${config_arch}" = "linux/${arch}"
     digest=$(engine image inspect --format '{{.Digest}}' "${ref}" 2>/dev/null) || digest=missing
     check "manifest list entry for ${arch} is ${ref} (${digest:0:19}...)" \
       grep -q "\"digest\": *\"${digest}\"" <<<"${json}"
-    check_image_binary "${ref}" "${arch}"
+    check_image_binary "${ref}" "${arch}" "${binary}"
     size=$(engine image inspect --format '{{.Size}}' "${ref}" 2>/dev/null) || size=999999999
-    check "image ${ref} size ${size} bytes ($(((size + 500) / 1000)) kB) is within ${MAX_BYTES} bytes" \
-      test "${size}" -le "${MAX_BYTES}"
+    check "image ${ref} size ${size} bytes ($(((size + 500) / 1000)) kB) is within ${budget} bytes" \
+      test "${size}" -le "${budget}"
   done
 }
 
-# REF ARCH: the image's only file is a static binary for ARCH.
+# REF ARCH BINARY: the image's only file is BINARY, for ARCH.
 check_image_binary() {
-  local ref=$1 arch=$2
-  local archive="${WORKDIR}/${arch}.tar" dir="${WORKDIR}/${arch}" want machine layer
+  local ref=$1 arch=$2 binary=$3
+  local archive="${WORKDIR}/${binary}-${arch}.tar" dir="${WORKDIR}/${binary}-${arch}" want machine layer
   case "${arch}" in
     amd64) want="Advanced Micro Devices X86-64" ;;
     arm64) want=AArch64 ;;
@@ -230,8 +246,8 @@ check_image_binary() {
       tar -xOf "${archive}" "${layer}" | tar -x -C "${dir}"
     done
   fi
-  machine=$(readelf -h "${dir}/hello-path-rs" 2>/dev/null | sed -n 's/^ *Machine: *//p')
-  check "image ${ref} holds the ${arch} binary (readelf: ${machine:-none})" test "${machine}" = "${want}"
+  machine=$(readelf -h "${dir}/${binary}" 2>/dev/null | sed -n 's/^ *Machine: *//p')
+  check "image ${ref} holds the ${arch} ${binary} (readelf: ${machine:-none})" test "${machine}" = "${want}"
 }
 
 # load-image.sh with a fake kubectl on an arm64 cluster: the archive is the arm64 image,
@@ -245,7 +261,7 @@ check_load_arch() {
   out=$(PATH="${fake}:${PATH}" KUBECTL=kubectl IMAGE="${LIST_REF}" CONTAINER_ENGINE="${ENGINE}" \
     FAKE_CONTEXT=kind-arm FAKE_NODES='arm64|kind://podman/arm/arm-control-plane|v1.30.0|' \
     FAKE_CALLS="${WORKDIR}/kind.calls" FAKE_KEEP="${WORKDIR}" \
-    bash "${ROOT}/scripts/load-image.sh" 2>"${WORKDIR}/load.log") || rc=$?
+    bash "${ROOT}/scripts/load-image.sh" --only service 2>"${WORKDIR}/load.log") || rc=$?
   check "load-image.sh with a manifest list and an arm64 kind node exits 0 (got ${rc}: ${out})" test "${rc}" = 0
   if [[ ! -s "${WORKDIR}/loaded.tar" ]]; then
     not_ok "load-image.sh hands kind an archive"
@@ -260,9 +276,104 @@ check_load_arch() {
   check "kind was called for cluster 'arm'" grep -q -- '--name arm$' "${WORKDIR}/kind.calls"
 }
 
+# The arm64 nudger: static, and working under qemu: --version, then against the fake API
+# server over TLS (TLS and ring's cross-compiled C at work): Ready, a change nudged, exit 0
+# on SIGTERM.
+check_arm_nudger() {
+  local machine dir="${WORKDIR}/nudger" i addr="" code=000 rc
+  machine=$(readelf -h "${ARM_NUDGER}" 2>/dev/null | sed -n 's/^ *Machine: *//p')
+  check "arm64 nudger is an AArch64 ELF (readelf: ${machine:-not an ELF})" test "${machine}" = AArch64
+  if readelf -l "${ARM_NUDGER}" 2>/dev/null | grep -q 'INTERP'; then
+    not_ok "arm64 nudger is static (readelf -l shows no INTERP)"
+  else
+    ok "arm64 nudger is static (readelf -l shows no INTERP)"
+  fi
+  local version
+  version=$(timeout 20 "${QEMU}" "${ARM_NUDGER}" --version 2>&1) || true
+  check "arm64 nudger runs under ${QEMU}: --version prints '${version}'" \
+    test "${version}" = "hello-path-nudger $(sed -n 's/^version = "\(.*\)"/\1/p' "${ROOT}/nudger/Cargo.toml")"
+  mkdir -p "${dir}/fixtures"
+  cp "${ROOT}"/tests/fixtures/nudge/{pods,secrets,replicasets}.json "${dir}/fixtures/"
+  if ! python3 "${ROOT}/tests/lib/fake_apiserver.py" certs "${dir}/certs" >/dev/null 2>&1; then
+    not_ok "arm64 nudger: certificates for the fake API server (openssl)"
+    return
+  fi
+  printf 'arm-token arm-test\n' >"${dir}/tokens"
+  printf 'arm-token' >"${dir}/token"
+  python3 "${ROOT}/tests/lib/fake_apiserver.py" serve --fixtures "${dir}/fixtures" \
+    --port-file "${dir}/port" --control-port-file "${dir}/cport" --log "${dir}/log" \
+    --tls-dir "${dir}/certs" --tokens "${dir}/tokens" >"${dir}/server.err" 2>&1 &
+  FAKE_PID=$!
+  for ((i = 0; i < 100; i++)); do
+    [[ ! -s "${dir}/port" ]] || break
+    sleep 0.1
+  done
+  cat >"${dir}/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: fake, cluster: {server: "https://127.0.0.1:$(cat "${dir}/port" 2>/dev/null)", certificate-authority: certs/ca.crt}}]
+users: [{name: arm, user: {tokenFile: token}}]
+contexts: [{name: fake, context: {cluster: fake, user: arm, namespace: shop}}]
+current-context: fake
+EOF
+  "${QEMU}" "${ARM_NUDGER}" --kubeconfig "${dir}/kubeconfig" --listen-addr 127.0.0.1:0 >"${dir}/nudger.log" 2>&1 &
+  CHILD_PID=$!
+  for ((i = 0; i < 300; i++)); do
+    addr=$(grep -o '/readyz on 127\.0\.0\.1:[0-9]*' "${dir}/nudger.log" | head -n 1 | cut -d' ' -f3) || addr=""
+    if [[ -n "${addr}" ]]; then
+      code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://${addr}/readyz") || code=000
+      [[ "${code}" != 200 ]] || break
+    fi
+    kill -0 "${CHILD_PID}" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ "${code}" != 200 ]]; then
+    not_ok "arm64 nudger under ${QEMU}: Ready against the fake API server over TLS (last /readyz: ${code})"
+    sed 's/^/#   /' "${dir}/nudger.log" | tail -n 10
+    return
+  fi
+  ok "arm64 nudger under ${QEMU}: Ready against the fake API server over TLS"
+  python3 "${ROOT}/tests/lib/fake_apiserver.py" ctl "${dir}/cport" set-data secrets shop app-secret '{"data":{"k":"YXJt"}}' >/dev/null
+  for ((i = 0; i < 150; i++)); do
+    [[ "$(grep -c '^patch pods shop .* 200 ' "${dir}/log")" -lt 8 ]] || break
+    sleep 0.1
+  done
+  check "arm64 nudger under ${QEMU}: a change of app-secret annotates its 8 running pods" \
+    test "$(grep -c '^patch pods shop .* 200 ' "${dir}/log")" = 8
+  kill -TERM "${CHILD_PID}"
+  local start
+  start=$(now_ms)
+  while kill -0 "${CHILD_PID}" 2>/dev/null && (($(now_ms) - start < 10000)); do sleep 0.05; done
+  rc=0
+  wait "${CHILD_PID}" 2>/dev/null || rc=$?
+  CHILD_PID=""
+  check "arm64 nudger exits 0 on SIGTERM (got ${rc})" test "${rc}" = 0
+}
+
+# The nudger's list loaded for an arm64 kind node: the arm64 image, under the list's name.
+check_load_arch_nudger() {
+  local fake="${WORKDIR}/fakebin" rc=0 tags config arch
+  rm -f -- "${WORKDIR}/loaded.tar"
+  PATH="${fake}:${PATH}" KUBECTL=kubectl NUDGER_IMAGE="${NUDGER_LIST_REF}" CONTAINER_ENGINE="${ENGINE}" \
+    FAKE_CONTEXT=kind-arm FAKE_NODES='arm64|kind://podman/arm/arm-control-plane|v1.30.0|' \
+    FAKE_CALLS="${WORKDIR}/kind-nudger.calls" FAKE_KEEP="${WORKDIR}" \
+    bash "${ROOT}/scripts/load-image.sh" --only nudger >/dev/null 2>"${WORKDIR}/load-nudger.log" || rc=$?
+  check "load-image.sh --only nudger with the nudger's list and an arm64 kind node exits 0 (got ${rc})" test "${rc}" = 0
+  if [[ ! -s "${WORKDIR}/loaded.tar" ]]; then
+    not_ok "load-image.sh hands kind the nudger's archive"
+    sed 's/^/#   /' "${WORKDIR}/load-nudger.log"
+    return
+  fi
+  tags=$(tar -xOf "${WORKDIR}/loaded.tar" manifest.json | grep -o '"RepoTags":\[[^]]*\]')
+  config=$(tar -xOf "${WORKDIR}/loaded.tar" manifest.json | grep -o '"Config":"[^"]*"' | cut -d'"' -f4)
+  arch=$(tar -xOf "${WORKDIR}/loaded.tar" "${config}" | grep -o '"architecture":"[^"]*"' | cut -d'"' -f4)
+  check "the nudger's archive is tagged ${NUDGER_LIST_REF} and holds the arm64 image (${tags}, ${arch})" \
+    test "$(grep -cF "\"${NUDGER_LIST_REF}\"" <<<"${tags}"):${arch}" = "1:arm64"
+}
+
 # A single-arch build over the list's name replaces the list cleanly.
 check_rebuild_over_list() {
-  if IMAGE="${LIST_REF}" CONTAINER_ENGINE="${ENGINE}" bash "${ROOT}/scripts/build-image.sh" --no-cargo \
+  if IMAGE="${LIST_REF}" CONTAINER_ENGINE="${ENGINE}" bash "${ROOT}/scripts/build-image.sh" --only service --no-cargo \
     >/dev/null 2>"${WORKDIR}/rebuild.log"; then
     ok "single-arch build-image.sh over the manifest list name succeeds"
   else
@@ -299,8 +410,11 @@ main() {
   build
   check_native_run
   check_arm_binary
-  check_manifest
+  check_manifest "${LIST_REF}" hello-path-rs "${MAX_BYTES}"
   check_load_arch
+  check_arm_nudger
+  check_manifest "${NUDGER_LIST_REF}" hello-path-nudger "${NUDGER_MAX_BYTES}"
+  check_load_arch_nudger
   check_rebuild_over_list
   finish
 }
