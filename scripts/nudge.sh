@@ -13,7 +13,8 @@
 # What the kubelet cannot change is reported with the cure: `env` (secretKeyRef,
 # configMapKeyRef), `envFrom` and `subPath` consumers keep the old value until their pod is
 # replaced (`kubectl rollout restart` of the Deployment, StatefulSet or DaemonSet; else the
-# direct owner is named).
+# direct owner is named). A pod annotated `nudge.hello-path-rs/ignore: "true"` is left
+# alone (skipped), as the controller hello-path-nudger leaves it.
 # Any workload; needs only bash 4.4 or later, coreutils and kubectl (1.15 or later).
 #
 # Usage: scripts/nudge.sh [secret/]NAME|configmap/NAME [-n|--namespace NS] [--context CONTEXT]
@@ -25,8 +26,8 @@
 #
 # Output: one line a pod, its first word what happened — nudged (would-nudge with
 # --dry-run), unchanged, cannot-help (with the cure; a pod can be nudged and reported),
-# skipped (not running, terminating, or no container mounts the volume), gone (deleted
-# between the list and the patch) — then a sentence, then the last line:
+# skipped (opted out, not running, terminating, or no container mounts the volume), gone
+# (deleted between the list and the patch) — then a sentence, then the last line:
 #   NUDGE secret=NAME nudged=N unchanged=N cannot_help=N skipped=N namespace=NS
 #         resource_version=RV dry_run=true|false          (configmap=NAME for a ConfigMap)
 #
@@ -50,6 +51,7 @@ set -o errexit -o nounset -o pipefail
 
 readonly PROG=nudge.sh
 readonly KEY_DOMAIN=nudge.hello-path-rs # after "secret." or "configmap."
+readonly IGNORE=nudge.hello-path-rs/ignore # a pod annotated so ("true") is left alone
 readonly NAME_MAX=63 # the name part of an annotation key
 readonly HASH_LEN=10
 readonly DNS_LABEL='[a-z0-9]([-a-z0-9]*[a-z0-9])?'
@@ -68,7 +70,7 @@ REFUSAL="" LOST="" NUDGED=0 GONE=0
 declare -A RS_OWNER=()
 RS_REFUSED=false CURE=""
 # The pod parse_pods is reading.
-P_NAME="" P_PHASE="" P_STATE="" P_VALUE="" P_OWNER="" P_OWNER_IS_CONTROLLER=false
+P_NAME="" P_PHASE="" P_STATE="" P_IGNORE="" P_VALUE="" P_OWNER="" P_OWNER_IS_CONTROLLER=false
 P_PROJECTED=" " P_VOLUMES=() P_MOUNTED=() P_USES=() P_CANNOT=()
 
 # usage — the header comment, up to `set -o`, without its "# ".
@@ -238,7 +240,7 @@ read_object() {
 
 # pods_template — a go-template printing, for each pod, the lines parse_pods reads (FIELD:
 # secret or configMap, the kind of object to nudge; the others are not asked for):
-#   P NAME PHASE terminating|- VALUE-OF-OUR-ANNOTATION
+#   P NAME PHASE terminating|- ignore|- VALUE-OF-OUR-ANNOTATION     (ignore: opted out)
 #   O OWNER-KIND OWNER-NAME controller|-
 #   V VOLUME FIELD|projected OBJECT-NAME
 #   M init|container|ephemeral CONTAINER VOLUME subPath|-
@@ -264,6 +266,8 @@ pods_template() {
   printf '%s' "{{range .items}}" \
     "P {{.metadata.name}} {{with .status.phase}}{{.}}{{else}}Unknown{{end}} " \
     "{{if .metadata.deletionTimestamp}}terminating{{else}}-{{end}} " \
+    "{{with .metadata.annotations}}{{with index . \"${IGNORE}\"}}{{if eq . \"true\"}}ignore{{else}}-{{end}}" \
+    "{{else}}-{{end}}{{else}}-{{end}} " \
     "{{with .metadata.annotations}}{{with index . \"${KEY}\"}}{{.}}{{end}}{{end}}${nl}" \
     "{{range .metadata.ownerReferences}}O {{.kind}} {{.name}} " \
     "{{if .controller}}controller{{else}}-{{end}}${nl}{{end}}" \
@@ -300,8 +304,9 @@ classify_pod() {
     return 0 # not a consumer of this object
   fi
   local not_running=""
-  case "${P_STATE}/${P_PHASE}" in
-    terminating/*) not_running="terminating" ;;
+  case "${P_IGNORE}/${P_STATE}/${P_PHASE}" in
+    ignore/*) not_running="opted out (${IGNORE}: \"true\")" ;;
+    */terminating/*) not_running="terminating" ;;
     */Pending) not_running="Pending, not started: it reads the ${KIND} as it is when it starts" ;;
     */Running) ;;
     *) not_running="${P_PHASE}, not running" ;;
@@ -330,12 +335,12 @@ classify_pod() {
 
 # parse_pods FILE — reads the pods_template output in FILE (see there).
 parse_pods() {
-  local tag a b c d projected
-  while read -r tag a b c d; do
+  local tag a b c d e projected
+  while read -r tag a b c d e; do
     case "${tag}" in
       P)
         classify_pod
-        P_NAME=${a} P_PHASE=${b} P_STATE=${c} P_VALUE=${d}
+        P_NAME=${a} P_PHASE=${b} P_STATE=${c} P_IGNORE=${d} P_VALUE=${e}
         P_OWNER="" P_OWNER_IS_CONTROLLER=false P_PROJECTED=" "
         P_VOLUMES=() P_MOUNTED=() P_USES=() P_CANNOT=()
         ;;

@@ -288,6 +288,9 @@ test_shop() {
     out_count "^cannot-help pod/worker-5c7b9d8f6-k2m9x: env DB_PASSWORD in container worker;" 1
   check "shop: pods of other Secrets and of other namespaces are neither patched nor named" \
     out_lacks "other-7c9d8f6b5|web-7f6d5c4b3"
+  check "shop: a pod annotated nudge.hello-path-rs/ignore: \"true\" is skipped as opted out, never patched" \
+    all out_count '^skipped pod/web-6d8f7c9b54-o9p8q: opted out [(]nudge.hello-path-rs/ignore: "true"[)]$' 1 -- \
+    asked '^patch pods shop web-6d8f7c9b54-o9p8q ' 0
   check "shop: every request bounded by --request-timeout=10s" bounded 10
   # After a 404 (ReplicaSet cache-5b6c7d8e9), kubectl GETs the namespace to tell which of
   # the two is missing; refused, it reports the 404 it had: no rule is needed for it.
@@ -302,13 +305,13 @@ test_shop() {
     all out_count "^unchanged pod/" 8 -- out_count "^nudged pod/" 0 -- \
     out_has "unchanged pod/api-0: already has ${key}=${SHOP_RV}" -- \
     out_starts "nothing changed: the pods that mount Secret app-secret already have its resourceVersion ${SHOP_RV}; 10 pod(s) keep the old value until restarted"
-  check "repeat: the summary line" last_is "$(summary 0 8 10 4)"
+  check "repeat: the summary line" last_is "$(summary 0 8 10 5)"
 
   rv=$(python3 "${FAKE}" ctl "${CASE}/port" bump-secret shop app-secret)
   nudge app-secret -n shop --context fake
   check "after a change of the Secret (resourceVersion ${rv}): the 8 volume pods annotated again, with it" \
     all rc_is 0 -- want_patched "${key}" "${rv}" "${SHOP_VOLUME_PODS[@]}" "${SHOP_UP_TO_DATE}" -- \
-    last_is "$(summary 8 0 10 4 shop "${rv}")"
+    last_is "$(summary 8 0 10 5 shop "${rv}")"
 
   rv=$(python3 "${FAKE}" ctl "${CASE}/port" bump-secret shop app-secret)
   nudge app-secret -n shop --context fake --dry-run
@@ -317,12 +320,12 @@ test_shop() {
     out_has "would-nudge pod/api-0 ${key}=${rv} (projected volume bundle in container api)"
   check "--dry-run: says so, and dry_run=true in the summary" \
     all out_starts "dry run: would nudge 8 pod(s), patched nothing" -- \
-    last_is "$(summary 8 0 10 4 shop "${rv}" true)"
+    last_is "$(summary 8 0 10 5 shop "${rv}" true)"
 
   nudge app-secret --context fake
   check "no -n: the namespace of the context (shop), 8 nudged" \
     all rc_is 0 -- want_patched "${key}" "${rv}" "${SHOP_VOLUME_PODS[@]}" "${SHOP_UP_TO_DATE}" -- \
-    last_is "$(summary 8 0 10 4 shop "${rv}")"
+    last_is "$(summary 8 0 10 5 shop "${rv}")"
 
   nudge app-secret --namespace=other --context=fake
   check "namespace other: only its own pod, with its own Secret's resourceVersion" \
@@ -478,7 +481,7 @@ test_refusals() {
   refused deny-get-pods get:pods \
     "nudge.sh: error: the API refused to get pods/api-0 in namespace shop (Forbidden)"
   check "  ... (kubectl patch GETs a pod first) no PATCH sent, the report ends with its summary" \
-    all no_patch -- last_is "$(summary 0 1 10 4)"
+    all no_patch -- last_is "$(summary 0 1 10 5)"
   refused deny-patch-pods patch:pods \
     "nudge.sh: error: the API refused to patch pods/api-0 in namespace shop (Forbidden)"
   check "  ... no PATCH applied" patched_count 0
@@ -487,7 +490,7 @@ test_refusals() {
   check "  ... the other 6 pods annotated, and only they said nudged" \
     all want_patched "${PREFIX}/app-secret" "${SHOP_RV}" api-0 gateway-9c8b7d6f5-h4j6k \
     mixed-6f8d9c7b5-t6y2u node-agent-x7p2q web-6d8f7c9b54-7hn4t worker-5c7b9d8f6-k2m9x -- \
-    out_count '^nudged pod/' 6 -- last_is "$(summary 6 1 10 4)"
+    out_count '^nudged pod/' 6 -- last_is "$(summary 6 1 10 5)"
   refused deny-get-replicasets get:replicasets \
     "nudge.sh: error: the API refused to get replicasets.apps/batch-4f5d6c7b8 in namespace shop (Forbidden)"
   check "  ... all 7 pods nudged all the same, one ReplicaSet asked, the cures name the ReplicaSets" \
@@ -495,7 +498,7 @@ test_refusals() {
     asked '^get replicasets ' 1 -- \
     out_starts "cannot-help pod/billing-7f9c8d6b5-q4w8z: env STRIPE_KEY in container billing; cure: re-create the pods of replicaset/billing-7f9c8d6b5 one at a time (its Deployment, if any, could not be read;" -- \
     out_has "cannot-help pod/reports-0: envFrom in container reports; cure: kubectl rollout restart statefulset/reports -n shop" -- \
-    last_is "$(summary 7 1 10 4)"
+    last_is "$(summary 7 1 10 5)"
 
   server_start deny-prefix "${FIXTURES}" --deny patch:pods:app-1
   nudge app-secret -n prefix --context fake
@@ -508,7 +511,7 @@ test_refusals() {
   nudge app-secret -n shop --context fake
   check "a pod deleted between the list and the patch: exit 0, 'gone', the others nudged" \
     all rc_is 0 -- err_empty -- out_has "gone pod/web-6d8f7c9b54-2xkqp: deleted since it was listed" -- \
-    patched_count 6 -- last_is "$(summary 6 1 10 5)"
+    patched_count 6 -- last_is "$(summary 6 1 10 6)"
 
   server_start hang "${FIXTURES}" --hang /api/v1/namespaces/shop/secrets/app-secret
   NUDGE_REQUEST_TIMEOUT=1 nudge app-secret -n shop --context fake
