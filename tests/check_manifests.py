@@ -21,6 +21,7 @@ Needs PyYAML (installed with kubernetes-validate in the test virtualenv).
 
 import base64
 import itertools
+import json
 import os
 import re
 import sys
@@ -653,9 +654,29 @@ def nudger_args(args):
     return problems
 
 
+def granted_rules(role):
+    """{(apiGroup, resource): verbs} of a Role or ClusterRole."""
+    granted = {}
+    for rule in role.get("rules") or []:
+        for group in rule.get("apiGroups") or []:
+            for resource in rule.get("resources") or []:
+                granted.setdefault((group, resource), set()).update(rule.get("verbs") or [])
+    return granted
+
+
 def nudger_checks(report, render_dir):
     """The nudger's two variants, as rendered and wrapped into namespace shop with the
     restart component and another image."""
+    # tests/nudger.sh runs the controller against a fake API server that enforces its own
+    # copy of the Role: the same rights as k8s/nudger with k8s/nudger/restart, or the two
+    # would drift apart.
+    fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "nudger", "role.json")
+    with open(fixture, encoding="utf-8") as f:
+        enforced = granted_rules(json.load(f))
+    want = {**NUDGER_RULES, **RESTART_RULES}
+    report.check("tests/fixtures/nudger/role.json (what tests/nudger.sh enforces) grants what "
+                 "k8s/nudger with k8s/nudger/restart grants",
+                 [] if enforced == want else [f"grants {sorted((g, r, sorted(v)) for (g, r), v in enforced.items())}"])
     for name, namespace, cluster, restart in (
             ("nudger", NAMESPACE, False, False), ("nudger-cluster", NAMESPACE, True, False),
             ("wrapped-nudger", "shop", False, True), ("wrapped-nudger-cluster", "shop", True, True)):
