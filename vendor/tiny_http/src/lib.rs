@@ -101,8 +101,8 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
@@ -147,6 +147,7 @@ fn thread_error(e: IoError) -> IoError {
 
 mod common;
 mod connection;
+mod parse;
 mod reactor;
 mod request;
 mod response;
@@ -443,7 +444,6 @@ impl Server {
             next_token: Arc::clone(&self.next_token),
         };
         accept.spawn(listener.into(), None)
-
     }
 
     /// Unblock thread stuck in recv() or incoming_requests().
@@ -462,7 +462,11 @@ impl Accept {
     fn spawn(
         self,
         server: Listener,
-        reader: Option<(reactor::Epoll, std::os::unix::net::UnixStream, ServerOptions)>,
+        reader: Option<(
+            reactor::Epoll,
+            std::os::unix::net::UnixStream,
+            ServerOptions,
+        )>,
     ) -> IoResult<()> {
         thread::Builder::new()
             .name("tiny-http-accept".into())
