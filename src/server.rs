@@ -8,11 +8,11 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Request, Response, ServerOptions};
+use tiny_http::{Header, Incoming, Refused, Request, Response, ServerOptions};
 
 use crate::config::{format_secs, Config, Exposure, Mode};
 use crate::events::Events;
-use crate::metrics::{self, Snapshot};
+use crate::metrics::{self, Refusals, Snapshot};
 use crate::remote::Remote;
 use crate::routes::{self, Reply, Route, View};
 use crate::secret::{io_message, Credential, Outcome, Trigger};
@@ -30,6 +30,10 @@ pub(crate) fn bind(config: &Config) -> Result<Listener, Error> {
     let options = ServerOptions {
         idle_timeout: config.idle_timeout,
         header_timeout: config.header_timeout,
+        // tiny_http's own 405 to CONNECT names what the routes serve
+        allow: routes::ALLOW,
+        // (send_timeout: tiny_http's 2 s without progress)
+        ..ServerOptions::default()
     };
     let listen_err = |e: io::Error| Error::Listen {
         addr,
@@ -84,8 +88,9 @@ impl Listener {
         self.server.waker()
     }
 
-    /// The next request, waiting until `deadline` (`None`: as long as it takes) or a wake-up.
-    fn next(&mut self, deadline: Option<Instant>) -> Option<Request> {
+    /// The next request (or refusal), waiting until `deadline` (`None`: as long as it takes)
+    /// or a wake-up.
+    fn next(&mut self, deadline: Option<Instant>) -> Option<Incoming> {
         let mut deadline = deadline;
         if let Some((at, _)) = self.broken {
             if Instant::now() >= at {
@@ -154,7 +159,10 @@ struct Service<'a> {
     credential: Credential,
     headers: Headers,
     start_unix: Duration,
+    /// Requests answered, tiny_http's refusals included.
     requests: u64,
+    /// tiny_http's refusals, by status.
+    refused: Refusals,
     ready: bool,
 }
 
@@ -176,6 +184,7 @@ pub(crate) fn serve(
         headers: listener.headers.clone(),
         start_unix,
         requests: 0,
+        refused: Refusals::default(),
         ready: true,
     };
     let mut stop_at: Option<Instant> = None;
@@ -255,7 +264,35 @@ impl Service<'_> {
         }
     }
 
-    fn handle(&mut self, rq: Request) {
+    /// Answers a request, or counts and logs one that tiny_http refused (and answered).
+    fn handle(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Request(rq) => self.answer(rq),
+            Incoming::Refused(r) => self.refused(&r),
+        }
+    }
+
+    /// A request tiny_http answered on its own (400, 408, 413, …, 405 for CONNECT): one
+    /// line like a request's, e.g. `400 refused: Content-Length given twice (POST /x from
+    /// 10.0.0.7:51234)`, its path written as the request log does (control characters as
+    /// `%XX`).
+    fn refused(&mut self, r: &Refused) {
+        self.requests += 1;
+        self.refused.count(r.status());
+        if self.config.log_requests {
+            let line = match (r.method(), r.url()) {
+                (Some(m), Some(u)) => format!("{m} {} ", routes::loggable_path(u)),
+                _ => String::new(),
+            };
+            let from = match r.remote_addr() {
+                Some(a) => format!("from {a}"),
+                None => "from a local socket".to_string(),
+            };
+            info!("{} refused: {} ({line}{from})", r.status(), r.reason());
+        }
+    }
+
+    fn answer(&mut self, rq: Request) {
         self.requests += 1;
         let method = rq.method().as_str().to_string();
         if self.config.log_requests {
@@ -281,6 +318,7 @@ impl Service<'_> {
                 let c = &self.credential;
                 let body = metrics::render(&Snapshot {
                     requests_total: self.requests,
+                    refused: self.refused.by_status(),
                     reload_successes: c.successes,
                     reload_failures: c.failures,
                     last_reload_successful: c.last_successful,

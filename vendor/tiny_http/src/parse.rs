@@ -23,13 +23,35 @@ const MAX_CHUNK_LINE: usize = 1024;
 pub(crate) const MAX_CHUNKED: usize = 2 * MAX_BODY;
 
 /// 414 when the request line alone is too long, else 431.
-pub(crate) fn head_too_large(buf: &[u8]) -> u16 {
+pub(crate) fn head_too_large(buf: &[u8]) -> Refusal {
     let line = &buf[..buf.len().min(MAX_HEAD)];
     if line.windows(2).any(|w| w == b"\r\n") {
-        431
+        Refusal::new(431, "head longer than 64 KiB")
     } else {
-        414
+        Refusal::new(414, "request line longer than 64 KiB")
     }
+}
+
+/// hello-path-rs patch 11: the method and target of the request line at the start of `buf`,
+/// when it is one (`token SP target SP HTTP/...` and CRLF, printable ASCII), for the
+/// application's log of a refused request.
+pub(crate) fn request_line(buf: &[u8]) -> Option<(String, String)> {
+    let end = buf[..buf.len().min(MAX_HEAD)]
+        .windows(2)
+        .position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let printable = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+    if parts.next().is_some()
+        || !printable(method)
+        || !method.bytes().all(is_tchar)
+        || !printable(target)
+        || !version.starts_with("HTTP/")
+    {
+        return None;
+    }
+    Some((method.to_owned(), target.to_owned()))
 }
 
 /// What `scan_block` found.
@@ -89,15 +111,24 @@ pub(crate) struct Head {
     pub(crate) persistence: Persistence,
 }
 
-/// Why a head is refused.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    Status(u16),
-    /// another major version than 1 (505)
-    Version,
+/// Why a request is refused (hello-path-rs patch 11): its status, and a few words for the
+/// application's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) code: u16,
+    pub(crate) reason: &'static str,
 }
 
-const BAD: Refusal = Refusal::Status(400);
+impl Refusal {
+    pub(crate) const fn new(code: u16, reason: &'static str) -> Refusal {
+        Refusal { code, reason }
+    }
+}
+
+/// A 400.
+const fn bad(reason: &'static str) -> Refusal {
+    Refusal::new(400, reason)
+}
 
 /// Parses and checks a complete head (up to and including its empty line).
 pub(crate) fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
@@ -106,8 +137,10 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(head, &mut slots) {
         Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(BAD),
-        Err(httparse::Error::TooManyHeaders) => return Err(Refusal::Status(431)),
+        Ok(httparse::Status::Partial) => return Err(bad("incomplete head")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Refusal::new(431, "more than 100 header fields"))
+        }
         Err(httparse::Error::Version) => {
             // RFC 9112 §2.3: a higher minor version of 1 is served as 1.1; another major
             // version gets 505
@@ -118,19 +151,22 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
                     copy[at - 1] = b'1'; // the minor digit, just before the CRLF
                     parse_head(&copy)
                 }
-                Some(_) => Err(Refusal::Version),
-                None => Err(BAD),
+                Some(_) => Err(Refusal::new(505, "unsupported HTTP version")),
+                None => Err(bad("invalid HTTP version")),
             };
         }
-        Err(_) => return Err(BAD),
+        Err(httparse::Error::HeaderName) => return Err(bad("invalid header field name")),
+        Err(httparse::Error::HeaderValue) => return Err(bad("invalid header field value")),
+        Err(httparse::Error::NewLine) => return Err(bad("invalid line ending")),
+        Err(_) => return Err(bad("invalid request line")),
     }
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
-        return Err(BAD);
+        return Err(bad("invalid request line"));
     };
     let version = HTTPVersion(1, minor);
-    let method: Method = method.parse().map_err(|_| BAD)?;
+    let method: Method = method.parse().map_err(|_| bad("invalid method"))?;
     if !valid_target(&method, target) {
-        return Err(BAD); // RFC 9112 §3.2: none of the four forms
+        return Err(bad("invalid request target")); // RFC 9112 §3.2: none of the four forms
     }
 
     let mut headers = Vec::with_capacity(req.headers.len());
@@ -147,14 +183,17 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
         let value = std::str::from_utf8(h.value)
             .ok()
             .filter(|v| v.is_ascii())
-            .ok_or(BAD)?
+            .ok_or(bad("non-ASCII header field value"))?
             .trim_matches(|c| c == ' ' || c == '\t');
         let name = h.name;
         if name.eq_ignore_ascii_case("Host") {
             // RFC 9112 §3.2: exactly one, valid
             hosts += 1;
-            if hosts > 1 || !valid_host(value) {
-                return Err(BAD);
+            if hosts > 1 {
+                return Err(bad("Host given twice"));
+            }
+            if !valid_host(value) {
+                return Err(bad("invalid Host"));
             }
         } else if name.eq_ignore_ascii_case("Content-Length") {
             lengths.push(value);
@@ -178,12 +217,13 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
             }
         }
         headers.push(Header {
-            field: HeaderField::from_bytes(name).map_err(|_| BAD)?,
-            value: AsciiString::from_ascii(value).map_err(|_| BAD)?,
+            field: HeaderField::from_bytes(name).map_err(|_| bad("invalid header field name"))?,
+            value: AsciiString::from_ascii(value)
+                .map_err(|_| bad("non-ASCII header field value"))?,
         });
     }
     if hosts == 0 && minor == 1 {
-        return Err(BAD); // RFC 9112 §3.2
+        return Err(bad("no Host in an HTTP/1.1 request")); // RFC 9112 §3.2
     }
 
     let framing = if transfer_encoding {
@@ -191,16 +231,22 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
         // attempt at smuggling), chunked exactly once and last (§6.3: else the length
         // cannot be determined, 400); a coding we do not implement before it: 501
         let Some((last, before)) = codings.split_last() else {
-            return Err(BAD);
+            return Err(bad("empty Transfer-Encoding"));
         };
-        if minor == 0 || !lengths.is_empty() || !last.eq_ignore_ascii_case("chunked") {
-            return Err(BAD);
+        if minor == 0 {
+            return Err(bad("Transfer-Encoding in HTTP/1.0"));
+        }
+        if !lengths.is_empty() {
+            return Err(bad("Content-Length with Transfer-Encoding"));
+        }
+        if !last.eq_ignore_ascii_case("chunked") {
+            return Err(bad("Transfer-Encoding not ending in chunked"));
         }
         if before.iter().any(|c| c.eq_ignore_ascii_case("chunked")) {
-            return Err(BAD);
+            return Err(bad("chunked given twice"));
         }
         if !before.is_empty() {
-            return Err(Refusal::Status(501));
+            return Err(Refusal::new(501, "unsupported transfer coding"));
         }
         Framing::Chunked
     } else {
@@ -208,12 +254,12 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
         // values, and a repeated field are refused: what a proxy makes of them varies)
         match lengths.as_slice() {
             [] => Framing::None,
-            [value] => Framing::Length(content_length(value).ok_or(BAD)?),
-            _ => return Err(BAD),
+            [value] => Framing::Length(content_length(value).ok_or(bad("invalid Content-Length"))?),
+            _ => return Err(bad("Content-Length given twice")),
         }
     };
     if unknown_expectation {
-        return Err(Refusal::Status(417));
+        return Err(Refusal::new(417, "unsupported expectation"));
     }
     // RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive"
     let persistence = if close {
@@ -354,8 +400,8 @@ pub(crate) enum Decoded {
     /// the body is complete and took this many bytes (trailers included)
     Done(usize),
     More,
-    /// refused with this status (400 invalid, 413 too large, 431 too many trailers)
-    Refused(u16),
+    /// refused (400 invalid, 413 too large, 431 too many trailers)
+    Refused(Refusal),
 }
 
 /// A chunked body (RFC 9112 §7.1), decoded as it arrives: each call goes on where the last
@@ -382,37 +428,41 @@ impl Dechunker {
     /// Decodes what `buf` (the encoded body, from its start) holds beyond `self.at`.
     pub(crate) fn decode(&mut self, buf: &[u8]) -> Decoded {
         if buf.len() > MAX_CHUNKED {
-            return Decoded::Refused(413);
+            return Decoded::Refused(Refusal::new(413, "chunked body longer than 128 KiB"));
         }
         loop {
             if self.trailers {
                 // RFC 9112 §7.1.2: field lines, then an empty line; read, then dropped
                 return match scan_block(buf, self.at, self.at) {
-                    Scan::Bad => Decoded::Refused(400),
+                    Scan::Bad => Decoded::Refused(bad("bare CR or LF in the trailers")),
                     Scan::More(_) => Decoded::More,
                     Scan::End(end) => {
                         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
                         match httparse::parse_headers(&buf[self.at..end], &mut slots) {
                             Ok(httparse::Status::Complete(_)) => Decoded::Done(end),
-                            Err(httparse::Error::TooManyHeaders) => Decoded::Refused(431),
-                            _ => Decoded::Refused(400),
+                            Err(httparse::Error::TooManyHeaders) => {
+                                Decoded::Refused(Refusal::new(431, "more than 100 trailer fields"))
+                            }
+                            _ => Decoded::Refused(bad("invalid trailer field")),
                         }
                     }
                 };
             }
             let rest = &buf[self.at..];
             let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-                return if rest.len() > MAX_CHUNK_LINE || rest.contains(&b'\n') {
-                    Decoded::Refused(400)
+                return if rest.len() > MAX_CHUNK_LINE {
+                    Decoded::Refused(bad("chunk line longer than 1 KiB"))
+                } else if rest.contains(&b'\n') {
+                    Decoded::Refused(bad("bare LF in a chunk line"))
                 } else {
                     Decoded::More
                 };
             };
             if eol > MAX_CHUNK_LINE {
-                return Decoded::Refused(400);
+                return Decoded::Refused(bad("chunk line longer than 1 KiB"));
             }
             let Some(size) = chunk_size(&rest[..eol]) else {
-                return Decoded::Refused(400);
+                return Decoded::Refused(bad("invalid chunk size"));
             };
             if size == 0 {
                 self.at += eol + 2;
@@ -420,7 +470,7 @@ impl Dechunker {
                 continue;
             }
             if size > (MAX_BODY - self.body.len()) as u64 {
-                return Decoded::Refused(413);
+                return Decoded::Refused(Refusal::new(413, "body longer than 64 KiB"));
             }
             let size = size as usize;
             let data = eol + 2;
@@ -428,7 +478,7 @@ impl Dechunker {
                 return Decoded::More;
             }
             if &rest[data + size..data + size + 2] != b"\r\n" {
-                return Decoded::Refused(400);
+                return Decoded::Refused(bad("chunk data not followed by CRLF"));
             }
             self.body.extend_from_slice(&rest[data..data + size]);
             self.at += data + size + 2;
@@ -515,11 +565,7 @@ mod test {
     }
 
     fn status(text: &str) -> u16 {
-        match head(text) {
-            Ok(_) => 200,
-            Err(Refusal::Status(code)) => code,
-            Err(Refusal::Version) => 505,
-        }
+        head(text).map_or_else(|r| r.code, |_| 200)
     }
 
     #[test]
@@ -657,6 +703,79 @@ mod test {
     }
 
     #[test]
+    fn refusals_say_why() {
+        let h = "POST / HTTP/1.1\r\nHost: x";
+        let cases: &[(&str, u16, &str)] = &[
+            (
+                &format!("{h}\r\nContent-Length: 1\r\nContent-Length: 1"),
+                400,
+                "Content-Length given twice",
+            ),
+            (
+                &format!("{h}\r\nContent-Length: x"),
+                400,
+                "invalid Content-Length",
+            ),
+            (
+                &format!("{h}\r\nContent-Length: 1\r\nTransfer-Encoding: chunked"),
+                400,
+                "Content-Length with Transfer-Encoding",
+            ),
+            (
+                &format!("{h}\r\nTransfer-Encoding: gzip, chunked"),
+                501,
+                "unsupported transfer coding",
+            ),
+            (&format!("{h}\r\nHost: y"), 400, "Host given twice"),
+            ("GET / HTTP/1.1", 400, "no Host in an HTTP/1.1 request"),
+            (
+                &format!("{h}\r\nX: a\r\n b"),
+                400,
+                "invalid header field name",
+            ),
+            (&format!("{h}\r\nExpect: x"), 417, "unsupported expectation"),
+            ("GET / HTTP/2.0", 505, "unsupported HTTP version"),
+            (
+                "GET test HTTP/1.1\r\nHost: x",
+                400,
+                "invalid request target",
+            ),
+        ];
+        for &(text, code, reason) in cases {
+            assert_eq!(
+                head(text).unwrap_err(),
+                Refusal::new(code, reason),
+                "{text:?}"
+            );
+        }
+        let mut d = Dechunker::new();
+        assert_eq!(
+            d.decode(b"zz\r\n"),
+            Decoded::Refused(Refusal::new(400, "invalid chunk size"))
+        );
+    }
+
+    #[test]
+    fn the_request_line_of_a_refused_request() {
+        let line = |b: &[u8]| request_line(b);
+        let some = |m: &str, t: &str| Some((m.to_string(), t.to_string()));
+        assert_eq!(line(b"GET /a?b HTTP/1.1\r\nHost"), some("GET", "/a?b"));
+        assert_eq!(
+            line(b"CONNECT h:443 HTTP/1.1\r\n"),
+            some("CONNECT", "h:443")
+        );
+        assert_eq!(line(b"GET /a HTTP/1.1"), None); // not complete
+        assert_eq!(line(b"GET  /a HTTP/1.1\r\n"), None);
+        assert_eq!(line(b"G\x01T /a HTTP/1.1\r\n"), None);
+        assert_eq!(line(b"GET /\x1b[2J HTTP/1.1\r\n"), None);
+        assert_eq!(line(b"GET /caf\xc3\xa9 HTTP/1.1\r\n"), None);
+        assert_eq!(
+            line(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n"),
+            None
+        );
+    }
+
+    #[test]
     fn what_a_head_says() {
         let h = head("POST /a?b HTTP/1.1\r\nHost: x\r\nContent-Length:  3 \r\nX-Y:  z \t").unwrap();
         assert_eq!((h.method, h.path.as_str()), (Method::Post, "/a?b"));
@@ -740,6 +859,14 @@ mod test {
         (r, d.body)
     }
 
+    /// The status of a refused chunked body (0: not refused).
+    fn refused(data: &[u8]) -> u16 {
+        match dechunk(data).0 {
+            Decoded::Refused(r) => r.code,
+            _ => 0,
+        }
+    }
+
     #[test]
     fn chunked_bodies() {
         let data = b"5\r\nhello\r\n6;ext=1;q=\"a\\\"b\" ; x\r\n world\r\n0\r\nX-T: 1\r\n\r\nGET";
@@ -780,27 +907,19 @@ mod test {
             b"0\r\n X: 1\r\n\r\n",
             b"0\r\nX: 1\n\r\n",
         ] {
-            assert_eq!(
-                dechunk(bad).0,
-                Decoded::Refused(400),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert_eq!(refused(bad), 400, "{:?}", String::from_utf8_lossy(bad));
         }
-        assert_eq!(dechunk(b"10001\r\n").0, Decoded::Refused(413));
-        assert_eq!(
-            dechunk(&[b'1'; MAX_CHUNK_LINE + 2]).0,
-            Decoded::Refused(400)
-        );
+        assert_eq!(refused(b"10001\r\n"), 413);
+        assert_eq!(refused(&[b'1'; MAX_CHUNK_LINE + 2]), 400);
         let mut trailers = b"0\r\n".to_vec();
         for i in 0..=MAX_HEADERS {
             trailers.extend_from_slice(format!("T{i}: x\r\n").as_bytes());
         }
         trailers.extend_from_slice(b"\r\n");
-        assert_eq!(dechunk(&trailers).0, Decoded::Refused(431));
+        assert_eq!(refused(&trailers), 431);
         // small chunks: the wire size is bounded too
         let many = b"1\r\nx\r\n".repeat(MAX_CHUNKED / 6 + 1);
-        assert_eq!(dechunk(&many).0, Decoded::Refused(413));
+        assert_eq!(refused(&many), 413);
     }
 
     /// Random and mutated heads and bodies: the parser never panics, and decoding always
