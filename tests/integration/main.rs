@@ -3,11 +3,13 @@
 
 mod util;
 
+mod bounds;
 mod cli;
 mod framing;
 mod http;
 mod probe;
 mod props;
+mod refusals;
 mod reload;
 mod robustness;
 mod signals;
