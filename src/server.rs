@@ -115,9 +115,8 @@ impl Listener {
 
     /// Starts a new accept thread on the spare handle, once descriptors are free again.
     ///
-    /// The headroom matters: tiny_http needs a second descriptor for every connection it
-    /// accepts (it drops a connection that cannot get it and ends the accept loop again),
-    /// so restarting while the table is still full would only fail again.
+    /// The headroom matters: restarting while the table is still full would only fail
+    /// again (the next `accept()` would, and end the accept loop again).
     fn restart(&mut self) {
         let started = self
             .headroom()
