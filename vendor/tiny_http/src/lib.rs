@@ -170,13 +170,13 @@ pub struct Server {
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
 
-    // hello-path-rs patch 8: dropped with the server, which ends its reactor thread
+    // hello-path-rs patch 8: dropped with the server, which ends its reactor threads
     _reader_wake: std::os::unix::net::UnixStream,
 
-    // hello-path-rs patch 10: the reactor's epoll instance and connection table, set by the
-    // first accept thread once it has started the reactor, and the connection tokens, shared
+    // hello-path-rs patch 10: the reactors' epoll instances and connection tables, set by
+    // the first accept thread once it has started them, and the connection tokens, shared
     // with any accept thread started later by `accept_again`.
-    reactor: Arc<OnceLock<(Arc<reactor::Epoll>, reactor::Conns)>>,
+    reactor: Arc<OnceLock<reactor::Reactors>>,
     next_token: Arc<AtomicU64>,
 }
 
@@ -184,7 +184,7 @@ pub struct Server {
 struct Accept {
     close: Arc<AtomicBool>,
     messages: Arc<MessagesQueue<Message>>,
-    reactor: Arc<OnceLock<(Arc<reactor::Epoll>, reactor::Conns)>>,
+    reactor: Arc<OnceLock<reactor::Reactors>>,
     next_token: Arc<AtomicU64>,
 }
 
@@ -341,14 +341,16 @@ impl Server {
         // the queue of requests (and accept errors) for `recv`
         let messages = MessagesQueue::with_capacity(8);
 
-        // hello-path-rs patch 8: one reactor thread reads and writes every connection
-        // (reactor.rs, patch 12); the accept thread hands it the connections it accepts. The
-        // reactor is started by the accept thread, off the caller's path (a server answers
-        // sooner after start); one it cannot start is a panic there, which hello-path-rs
-        // turns into exit 1, never a server that accepts and never answers.
+        // hello-path-rs patch 8: reactor threads read and write the connections (reactor.rs,
+        // patch 12); the accept thread deals out the connections it accepts. The reactors
+        // are started by the accept thread, off the caller's path (a server answers sooner
+        // after start); one it cannot start is a panic there, which hello-path-rs turns into
+        // exit 1, never a server that accepts and never answers.
         let (reader_wake, wake) = std::os::unix::net::UnixStream::pair()?;
         // (descriptors are taken here, where running out of them is an error to return)
-        let epoll = reactor::Epoll::new()?;
+        let epolls = (0..reactor::REACTORS)
+            .map(|_| reactor::Epoll::new())
+            .collect::<IoResult<Vec<_>>>()?;
 
         let reactor = Arc::new(OnceLock::new());
         let next_token = Arc::new(AtomicU64::new(0));
@@ -358,7 +360,7 @@ impl Server {
             reactor: Arc::clone(&reactor),
             next_token: Arc::clone(&next_token),
         }
-        .spawn(server, Some((epoll, wake, options)))?;
+        .spawn(server, Some((epolls, wake, options)))?;
 
         // result
         Ok(Server {
@@ -486,7 +488,7 @@ impl Accept {
         self,
         server: Listener,
         reader: Option<(
-            reactor::Epoll,
+            Vec<reactor::Epoll>,
             std::os::unix::net::UnixStream,
             ServerOptions,
         )>,
@@ -494,8 +496,8 @@ impl Accept {
         thread::Builder::new()
             .name("tiny-http-accept".into())
             .spawn(move || {
-                if let Some((epoll, wake, options)) = reader {
-                    let started = reactor::start(epoll, wake, self.messages.clone(), options)
+                if let Some((epolls, wake, options)) = reader {
+                    let started = reactor::start(epolls, wake, self.messages.clone(), options)
                         .unwrap_or_else(|e| panic!("tiny_http cannot start its reader: {}", e));
                     let _ = self.reactor.set(started);
                 }
@@ -508,7 +510,7 @@ impl Accept {
     /// Accepts connections and hands them to the reader until the server is dropped or
     /// `accept()` fails; the failure is reported once through `recv`.
     fn run(self, server: Listener) {
-        let Some((epoll, conns)) = self.reactor.get() else {
+        let Some(reactors) = self.reactor.get() else {
             return;
         };
         log::debug!("Running accept thread");
@@ -529,6 +531,8 @@ impl Accept {
             match new_client {
                 Ok(conn) => {
                     let token = self.next_token.fetch_add(1, Relaxed) + 1;
+                    // (the reactors in turn)
+                    let (epoll, conns) = &reactors[token as usize % reactors.len()];
                     let (fd, interest) = (conn.fd(), conn.interest());
                     conns.lock().unwrap().insert(token, conn);
                     if let Err(e) = epoll.add(fd, token, interest) {

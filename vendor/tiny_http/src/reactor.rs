@@ -1,6 +1,7 @@
-//! hello-path-rs patch 8, reworked by patch 12: one thread per `Server`, the reactor, reads
-//! every connection, parses its requests and writes their answers, waiting on all of them
-//! with epoll (level-triggered) on non-blocking sockets. No client can make it wait.
+//! hello-path-rs patch 8, reworked by patch 12: a reactor thread reads its connections,
+//! parses their requests and writes their answers, waiting on all of them with epoll
+//! (level-triggered) on non-blocking sockets; a server has `REACTORS` of them, the accept
+//! thread dealing connections out in turn. No client can make a reactor wait.
 //!
 //! Reading: each connection that has data is read into its buffer (`READ_CHUNK` at a time,
 //! at most `ROUND` bytes a round, so that one client cannot keep the thread), whole
@@ -91,6 +92,12 @@ const NOTSENT_LOWAT: usize = 16 * 1024;
 const KEEP_BUFFER: usize = 16 * 1024;
 /// Most answers gathered into one `writev`.
 const MAX_IOV: usize = MAX_IN_FLIGHT + 2;
+/// hello-path-rs patch 12: reactor threads per server, each with its own connections (the
+/// accept thread deals them out in turn). Two, as the reader and the writer thread were:
+/// writing an answer is most of a reactor's work (on loopback, `writev` runs the receiving
+/// side's TCP too), and one reactor alone served 5–13 % fewer requests a second than the
+/// reader and writer of patch 8 on two cores.
+pub(crate) const REACTORS: usize = 2;
 /// epoll token of the wake-up socket (`Server` dropped).
 const WAKE: u64 = u64::MAX;
 /// epoll token of the event that says a deadline earlier than the reactor's sleep was set.
@@ -951,9 +958,12 @@ impl Conn {
     }
 }
 
-/// The connections of one `Server`, shared by its accept thread (which adds them) and its
+/// The connections of one reactor, shared by the accept thread (which adds them) and the
 /// reactor thread, with their deadlines.
 pub(crate) type Conns = Arc<Mutex<Table>>;
+
+/// A server's reactors: each one's epoll instance and connections.
+pub(crate) type Reactors = Vec<(Arc<Epoll>, Conns)>;
 
 /// The connections and their deadlines.
 pub(crate) struct Table {
@@ -1049,32 +1059,38 @@ impl Table {
     }
 }
 
-/// Starts the reactor thread of a server; returns its epoll instance and connection
-/// table, for the accept thread to add connections to.
+/// Starts the reactor threads of a server, one per epoll instance; returns each one's
+/// epoll instance and connection table, for the accept thread to add connections to.
+/// They all end when `wake`'s other end is dropped (with the `Server`).
 pub(crate) fn start(
-    epoll: Epoll,
+    epolls: Vec<Epoll>,
     wake: std::os::unix::net::UnixStream,
     messages: Arc<MessagesQueue<Message>>,
     options: ServerOptions,
-) -> io::Result<(Arc<Epoll>, Conns)> {
-    let epoll = Arc::new(epoll);
-    let early = EventFd::new()?;
-    epoll.add(early.fd(), TIMER, IN)?;
-    let outbox = Arc::new(Outbox::new()?);
-    epoll.add(outbox.bell.fd(), ANSWERS, IN)?;
-    let conns: Conns = Arc::new(Mutex::new(Table {
-        conns: HashMap::new(),
-        timers: BinaryHeap::new(),
-        options,
-        sleeping_until: None,
-        early,
-    }));
-    let (e, c) = (epoll.clone(), conns.clone());
-    std::thread::Builder::new()
-        .name("tiny-http-reactor".into())
-        .spawn(move || run(e, c, wake, messages, outbox))
-        .map_err(crate::thread_error)?;
-    Ok((epoll, conns))
+) -> io::Result<Reactors> {
+    let wake = Arc::new(wake);
+    let mut reactors = Vec::with_capacity(epolls.len());
+    for epoll in epolls {
+        let epoll = Arc::new(epoll);
+        let early = EventFd::new()?;
+        epoll.add(early.fd(), TIMER, IN)?;
+        let outbox = Arc::new(Outbox::new()?);
+        epoll.add(outbox.bell.fd(), ANSWERS, IN)?;
+        let conns: Conns = Arc::new(Mutex::new(Table {
+            conns: HashMap::new(),
+            timers: BinaryHeap::new(),
+            options,
+            sleeping_until: None,
+            early,
+        }));
+        let (e, c, w, m) = (epoll.clone(), conns.clone(), wake.clone(), messages.clone());
+        std::thread::Builder::new()
+            .name("tiny-http-reactor".into())
+            .spawn(move || run(e, c, w, m, outbox))
+            .map_err(crate::thread_error)?;
+        reactors.push((epoll, conns));
+    }
+    Ok(reactors)
 }
 
 /// The reactor thread: until `wake` says the `Server` is gone, writes the answers handed
@@ -1083,7 +1099,7 @@ pub(crate) fn start(
 fn run(
     epoll: Arc<Epoll>,
     conns: Conns,
-    wake: std::os::unix::net::UnixStream,
+    wake: Arc<std::os::unix::net::UnixStream>,
     messages: Arc<MessagesQueue<Message>>,
     outbox: Arc<Outbox>,
 ) {
@@ -1102,17 +1118,44 @@ fn run(
         if epoll.wait(&mut events, &mut fired, wait).is_err() {
             return;
         }
+        let now = Instant::now();
+        {
+            let mut guard = lock(&conns);
+            let table = &mut *guard;
+            let options = table.options;
+            let mut round = Round {
+                now,
+                options: &options,
+                outbox: &outbox,
+                ready: &mut ready,
+            };
+            for &(token, events) in &fired {
+                match token {
+                    WAKE => return,
+                    TIMER => table.early.clear(),
+                    ANSWERS => outbox.bell.clear(),
+                    _ => {
+                        if let Some(conn) = table.conns.get_mut(&token) {
+                            let keep = conn.on_event(events, &mut round);
+                            table.settle(token, keep, &epoll);
+                        }
+                    }
+                }
+            }
+        }
+        // what was read goes to the application now; the answers given meanwhile are
+        // written while it works on it
+        messages.push_all(&mut ready);
         outbox.take(&mut answers);
         let mut guard = lock(&conns);
         let table = &mut *guard;
         let options = table.options;
         let mut round = Round {
-            now: Instant::now(),
+            now,
             options: &options,
             outbox: &outbox,
             ready: &mut ready,
         };
-        // answers first: they make room for what is read next
         for answer in answers.drain(..) {
             let token = answer.token;
             if let Some(conn) = table.conns.get_mut(&token) {
@@ -1120,21 +1163,9 @@ fn run(
                 table.settle(token, keep, &epoll);
             }
         }
-        for &(token, events) in &fired {
-            match token {
-                WAKE => return,
-                TIMER => table.early.clear(),
-                ANSWERS => outbox.bell.clear(),
-                _ => {
-                    if let Some(conn) = table.conns.get_mut(&token) {
-                        let keep = conn.on_event(events, &mut round);
-                        table.settle(token, keep, &epoll);
-                    }
-                }
-            }
-        }
         timeout = table.expire(&epoll, &mut round);
         drop(guard);
+        // (requests read where answers made room, and 408s)
         messages.push_all(&mut ready);
     }
 }
