@@ -267,7 +267,7 @@ impl Service<'_> {
     fn handle(&mut self, incoming: Incoming) {
         match incoming {
             Incoming::Request(rq) => self.answer(rq),
-            Incoming::Refused(r) => self.refused(&r),
+            Incoming::Refused(r) => self.note_refusal(&r),
         }
     }
 
@@ -275,7 +275,7 @@ impl Service<'_> {
     /// line like a request's, e.g. `400 refused: Content-Length given twice (POST /x from
     /// 10.0.0.7:51234)`, its path written as the request log does (control characters as
     /// `%XX`).
-    fn refused(&mut self, r: &Refused) {
+    fn note_refusal(&mut self, r: &Refused) {
         self.requests += 1;
         self.refused.count(r.status());
         if self.config.log_requests {
@@ -291,6 +291,7 @@ impl Service<'_> {
         }
     }
 
+    /// Answers a request as the routes say, logged and counted.
     fn answer(&mut self, rq: Request) {
         self.requests += 1;
         let method = rq.method().as_str().to_string();
