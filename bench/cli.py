@@ -28,6 +28,8 @@ COMMANDS = {
     "fdflood": "exhaust",
     "flood": "exhaust",
     "cause": "exhaust",
+    "pipeflood": "floods",
+    "refusals": "floods",
     "table": "report",
     "splice": "report",
     "nudger": "nudger",

@@ -160,6 +160,25 @@ def pids_cells(row, samples):
     return Cells(ours, peer, "—", ok)
 
 
+def refuse_cells(row, samples):
+    """CPU per refused request against per ordinary one (both one request per connection),
+    on each side: ok when a refusal costs no more than the request (within 10 %)."""
+    def side(s):
+        refused, ordinary = samples.num("refuse_cpu", s), samples.num("close_cpu", s)
+        if not refused:
+            return "—", None, refused
+        cell = summary(refused, fmt.us)
+        if not ordinary:
+            return cell, None, refused
+        ratio = statistics.median(refused) / statistics.median(ordinary)
+        return f"{cell} ({ratio:.2f}× a GET)", ratio <= 1.1, refused
+
+    (ours, ok, ours_v), (peer, _, peer_v) = side("rs"), side("peer")
+    if ours == "—" and peer == "—":
+        return None
+    return Cells(ours, peer, ratio_text(ours_v, peer_v), ok)
+
+
 def _wrk_rows():
     rows = []
     for mode, what in (("log", "logging on"), ("nolog", "logging off")):
@@ -213,6 +232,16 @@ ROWS = [
         fmt.integer, "100", min_at_least(100)),
     Row("burst_warm", "burst of 100 right after another closed: answered in 2 s",
         fmt.integer, "100", min_at_least(100)),
+    Row("pipe_hwm", "pipelined flood, 8 conns × 1 MiB never read: peak RSS (VmHWM)", fmt.kib,
+        "≤ 32 MiB (the pods' limit)", max_at_most(32 * 1024)),
+    Row("pipe_slowest", "… another client's slowest answer meanwhile", fmt.ms),
+    Row("pipe_cut", "… until the 8 are cut off (the send timeout)", fmt.seconds),
+    Row("close_cpu", "CPU per request, one GET per connection (Connection: close), logging on",
+        fmt.us),
+    Row("close_rps", "… connections a second (4 Python clients)", fmt.rps),
+    Row("refuse_cpu", "CPU per request, one refused request (400) per connection, logging on",
+        target="≤ 1.1× a GET", cells=refuse_cells),
+    Row("refuse_rps", "… connections a second (4 Python clients)", fmt.rps),
     Row("reload_watch", "reload: kubelet swap → in use (file watch)", fmt.ms,
         "median ≤ 5 ms", median_at_most(5)),
     Row("reload_watch_1h", "reload: kubelet swap → in use, --watch-interval 1h (the watch alone)",

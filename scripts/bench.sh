@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh — measure hello-path-rs (and optionally a peer server in the same run) and print a
 # markdown table: sizes, start to first 200, idle cost, throughput and p99 with wrk, idle
-# keep-alive connections, reload latency, stop as PID 1, fd and thread exhaustion.
+# keep-alive connections, reload latency, pipelined and refused floods, stop as PID 1, fd
+# and thread exhaustion.
 #
 # Builds the static release binary and the FROM-scratch image (scripts/build-image.sh), then
 # measures on loopback (127.0.0.1) only. Each figure is the median of several runs with the
@@ -95,6 +96,7 @@ WRK_SECONDS=3
 RELOAD_RUNS=10
 STOP_RUNS=3
 FD_RUNS=5
+REFUSALS=4000
 
 # The container engine: podman, whose CLI the container rows use.
 ENGINE=podman
@@ -208,6 +210,7 @@ nudger_main() {
 set_profile() {
   if [[ "${QUICK}" == true ]]; then
     STARTS=5 IDLE_SECONDS=3 WRK_RUNS=1 WRK_SECONDS=1 RELOAD_RUNS=3 STOP_RUNS=1 FD_RUNS=1
+    REFUSALS=1000
   fi
 }
 
@@ -247,7 +250,7 @@ report() {
     --date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
     --revision "$(git -C "${ROOT}" describe --always --dirty 2>/dev/null || echo unknown)" \
     --binary "${BIN#"${ROOT}"/}${BIN_NOTE:+ (${BIN_NOTE})}" \
-    --runs "starts=${STARTS} idle=${IDLE_SECONDS}s wrk=${WRK_RUNS}x${WRK_SECONDS}s reload=${RELOAD_RUNS} stop=${STOP_RUNS} fd=${FD_RUNS}" \
+    --runs "starts=${STARTS} idle=${IDLE_SECONDS}s wrk=${WRK_RUNS}x${WRK_SECONDS}s reload=${RELOAD_RUNS} stop=${STOP_RUNS} fd=${FD_RUNS} refusals=${REFUSALS}" \
     --commands "${WORK}/commands.txt" \
     --wrk-errors "${WORK}/wrk-errors.txt" \
     --failures "${WORK}/failures.txt" >"${WORK}/report.md"
@@ -286,6 +289,7 @@ main() {
   measure_idle_and_keepalive
   measure_wrk
   measure_reload
+  measure_floods
   measure_fd
   if [[ "${WITH_IMAGE}" == true ]]; then
     measure_pid1

@@ -6,6 +6,16 @@ use crate::config::{Exposure, Mode};
 /// Content type of every plain-text body.
 pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
 
+/// The methods every path serves (`/-/reload`: POST alone). As the Go original, which
+/// answers any method, POST gets the page too; the other methods of RFC 9110 (and PATCH)
+/// get 405 with this list, a method unknown here 501 (RFC 9110 §9.1, §15.6.2), and a
+/// CONNECT never gets here: tiny_http refuses it (405 and the end of the connection, no
+/// tunnel).
+pub(crate) const ALLOW: &str = "GET, HEAD, POST";
+
+/// The standard methods that are not served (RFC 9110 §9.3, RFC 5789).
+const NOT_ALLOWED: [&str; 6] = ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
+
 /// A finished answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Reply {
@@ -49,6 +59,13 @@ pub(crate) struct View<'a> {
 /// Routes one request. `method` is the HTTP method as sent, `target` the request target.
 pub(crate) fn route(method: &str, target: &str, view: &View<'_>) -> Route {
     let path = request_path(target);
+    let served = matches!(method, "GET" | "HEAD" | "POST");
+    if !served && !NOT_ALLOWED.contains(&method) {
+        return Route::Reply(Reply::text(
+            501,
+            format!("method {method} not implemented\n"),
+        ));
+    }
     if path == "/-/reload" {
         return match (method, view.mode) {
             ("POST", Mode::Reload) => Route::Reload,
@@ -61,6 +78,12 @@ pub(crate) fn route(method: &str, target: &str, view: &View<'_>) -> Route {
                 ..Reply::text(405, "method not allowed: use POST\n")
             }),
         };
+    }
+    if !served {
+        return Route::Reply(Reply {
+            allow: Some(ALLOW),
+            ..Reply::text(405, "method not allowed: use GET, HEAD or POST\n")
+        });
     }
     Route::Reply(match path.as_str() {
         "/" => Reply::text(200, "try to add /test as path\n"),
@@ -258,6 +281,32 @@ mod tests {
         let bad = reload_reply(&Err("the remote service refused the new credential".into()));
         assert_eq!(bad.status, 500);
         assert!(bad.body.contains("refused"));
+    }
+
+    #[test]
+    fn methods() {
+        let v = view(Mode::Reload);
+        for method in ["GET", "HEAD", "POST"] {
+            assert_eq!(reply(method, "/x", &v).status, 200, "{method}");
+        }
+        for method in ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"] {
+            let r = reply(method, "/x", &v);
+            assert_eq!((r.status, r.allow), (405, Some(ALLOW)), "{method}");
+            let r = reply(method, "/-/reload", &v);
+            assert_eq!(
+                (r.status, r.allow),
+                (405, Some("POST")),
+                "{method} /-/reload"
+            );
+        }
+        assert_eq!(reply("OPTIONS", "*", &v).allow, Some(ALLOW));
+        // a token that names no method here; methods are case-sensitive (RFC 9110 §9.1)
+        for method in ["BREW", "PROPFIND", "get", "X-Y"] {
+            for target in ["/x", "/-/reload"] {
+                let r = reply(method, target, &v);
+                assert_eq!((r.status, r.allow), (501, None), "{method} {target}");
+            }
+        }
     }
 
     #[test]

@@ -9,11 +9,11 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Request, Response, ServerOptions};
+use tiny_http::{Header, Incoming, Refused, Request, Response, ServerOptions};
 
 use crate::config::{format_secs, Config, Exposure, Mode};
 use crate::events::{Done, Events};
-use crate::metrics::{self, Snapshot};
+use crate::metrics::{self, Refusals, Snapshot};
 use crate::remote::Remote;
 use crate::routes::{self, Reply, Route, View};
 use crate::secret::{io_message, Credential, Outcome, ReadError, Trigger};
@@ -31,6 +31,10 @@ pub(crate) fn bind(config: &Config) -> Result<Listener, Error> {
     let options = ServerOptions {
         idle_timeout: config.idle_timeout,
         header_timeout: config.header_timeout,
+        // tiny_http's own 405 to CONNECT names what the routes serve
+        allow: routes::ALLOW,
+        // (send_timeout: tiny_http's 2 s without progress)
+        ..ServerOptions::default()
     };
     let listen_err = |e: io::Error| Error::Listen {
         addr,
@@ -85,8 +89,9 @@ impl Listener {
         self.server.waker()
     }
 
-    /// The next request, waiting until `deadline` (`None`: as long as it takes) or a wake-up.
-    fn next(&mut self, deadline: Option<Instant>) -> Option<Request> {
+    /// The next request (or refusal), waiting until `deadline` (`None`: as long as it takes)
+    /// or a wake-up.
+    fn next(&mut self, deadline: Option<Instant>) -> Option<Incoming> {
         let mut deadline = deadline;
         if let Some((at, _)) = self.broken {
             if Instant::now() >= at {
@@ -111,9 +116,8 @@ impl Listener {
 
     /// Starts a new accept thread on the spare handle, once descriptors are free again.
     ///
-    /// The headroom matters: tiny_http needs a second descriptor for every connection it
-    /// accepts (it drops a connection that cannot get it and ends the accept loop again),
-    /// so restarting while the table is still full would only fail again.
+    /// The headroom matters: restarting while the table is still full would only fail
+    /// again (the next `accept()` would, and end the accept loop again).
     fn restart(&mut self) {
         let started = self
             .headroom()
@@ -155,7 +159,10 @@ struct Service<'a> {
     credential: Credential,
     headers: Headers,
     start_unix: Duration,
+    /// Requests answered, tiny_http's refusals included.
     requests: u64,
+    /// tiny_http's refusals, by status.
+    refused: Refusals,
     ready: bool,
     /// `POST /-/reload` requests just routed, for `serve` to ask their read.
     reloads_asked: Vec<Request>,
@@ -181,6 +188,7 @@ pub(crate) fn serve(
         headers: listener.headers.clone(),
         start_unix,
         requests: 0,
+        refused: Refusals::default(),
         ready: true,
         reloads_asked: Vec::new(),
         reloads_waiting: Vec::new(),
@@ -286,7 +294,36 @@ impl Service<'_> {
         }
     }
 
-    fn handle(&mut self, rq: Request) {
+    /// Answers a request, or counts and logs one that tiny_http refused (and answered).
+    fn handle(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Request(rq) => self.answer(rq),
+            Incoming::Refused(r) => self.note_refusal(&r),
+        }
+    }
+
+    /// A request tiny_http answered on its own (400, 408, 413, …, 405 for CONNECT): one
+    /// line like a request's, e.g. `400 refused: Content-Length given twice (POST /x from
+    /// 10.0.0.7:51234)`, its path written as the request log does (control characters as
+    /// `%XX`).
+    fn note_refusal(&mut self, r: &Refused) {
+        self.requests += 1;
+        self.refused.count(r.status());
+        if self.config.log_requests {
+            let line = match (r.method(), r.url()) {
+                (Some(m), Some(u)) => format!("{m} {} ", routes::loggable_path(u)),
+                _ => String::new(),
+            };
+            let from = match r.remote_addr() {
+                Some(a) => format!("from {a}"),
+                None => "from a local socket".to_string(),
+            };
+            info!("{} refused: {} ({line}{from})", r.status(), r.reason());
+        }
+    }
+
+    /// Answers a request as the routes say, logged and counted.
+    fn answer(&mut self, rq: Request) {
         self.requests += 1;
         let method = rq.method().as_str().to_string();
         if self.config.log_requests {
@@ -312,6 +349,7 @@ impl Service<'_> {
                 let c = &self.credential;
                 let body = metrics::render(&Snapshot {
                     requests_total: self.requests,
+                    refused: self.refused.by_status(),
                     reload_successes: c.successes,
                     reload_failures: c.failures,
                     last_reload_successful: c.last_successful,

@@ -103,6 +103,18 @@ class TableTest(unittest.TestCase):
              "3/64 served | — | — | no zombie listener | MISSED |"),
         ])
 
+    def test_a_refusal_costs_no_more_than_a_get(self):
+        def row(refused, ordinary):
+            s = self.samples(*[("refuse_cpu", "rs", v) for v in refused],
+                             *[("close_cpu", "rs", v) for v in ordinary],
+                             ("pipe_hwm", "rs", "904"))
+            return next(r for r in report.table(s, has_peer=False)[0][2:] if "refused" in r)
+        self.assertEqual(row(["58.6", "60.0", "57.0"], ["67.1"]),
+                         "| CPU per request, one refused request (400) per connection, logging "
+                         "on | 58.6 µs (57.0–60.0 µs) (0.87× a GET) | — | — | ≤ 1.1× a GET | ok |")
+        self.assertTrue(row(["80"], ["67.1"]).endswith("(1.19× a GET) | — | — | ≤ 1.1× a GET "
+                                                        "| MISSED |"))
+
 
 class SpliceTest(unittest.TestCase):
     def test_replaces_only_the_block(self):

@@ -427,3 +427,32 @@ fn a_refusal_behind_a_pipelined_request_waits_its_turn() {
         assert_eq!(get(addr, "/test").status, 200, "not serving after {bad:?}");
     }
 }
+
+/// RFC 9110 §9.3.6: a 2xx to CONNECT would open a tunnel (and must not carry
+/// `Content-Length`); the server opens none: 405 with `Allow`, `Connection: close`, and
+/// nothing after it on the connection is read, as after any refusal.
+#[test]
+fn connect_gets_405_and_the_end() {
+    let (_p, addr) = Proc::serve(&["--mysecret", "4321", "--log-requests=false"], &[]);
+    for request in [
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        "CONNECT [::1]:8080 HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+        "CONNECT /test HTTP/1.1\r\nHost: x\r\n\r\n",
+        "CONNECT example.com:443 HTTP/1.0\r\n\r\n",
+    ] {
+        refused(addr, request, 405);
+        let all = answers_then_close(addr, format!("{request}{SMUGGLED}").as_bytes());
+        assert_eq!(
+            all[0].header("Allow"),
+            Some("GET, HEAD, POST"),
+            "{request:?}"
+        );
+    }
+    // behind a pipelined request: that one is answered, then the 405, then the end
+    let all = answers_then_close(
+        addr,
+        format!("GET /first HTTP/1.1\r\nHost: x\r\n\r\nCONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n{SMUGGLED}").as_bytes(),
+    );
+    let got: Vec<u16> = all.iter().map(|a| a.status).collect();
+    assert_eq!(got, [200, 405], "{all:?}");
+}

@@ -405,3 +405,55 @@ fn an_oversized_request_head_is_refused() {
     }
     assert!(p.is_running());
 }
+
+/// The methods the routes do not serve (README "Routes"): the other methods of RFC 9110
+/// and PATCH get 405 with `Allow` naming what the path serves, a method unknown here gets
+/// 501 (RFC 9110 §9.1), and the connection goes on (the request was framed: nothing is in
+/// doubt), as nginx does.
+#[test]
+fn methods_not_served_get_405_with_allow_or_501() {
+    use std::io::Write;
+    let (_p, addr) = Proc::serve(
+        &["--mysecret", "4321", "--reload", "--log-requests=false"],
+        &[],
+    );
+    let cases: &[(&str, &str, u16, Option<&str>)] = &[
+        ("PUT", "/x", 405, Some("GET, HEAD, POST")),
+        ("DELETE", "/x", 405, Some("GET, HEAD, POST")),
+        ("PATCH", "/metrics", 405, Some("GET, HEAD, POST")),
+        ("OPTIONS", "/x", 405, Some("GET, HEAD, POST")),
+        ("OPTIONS", "*", 405, Some("GET, HEAD, POST")),
+        ("TRACE", "/", 405, Some("GET, HEAD, POST")),
+        ("PUT", "/-/reload", 405, Some("POST")),
+        ("GET", "/-/reload", 405, Some("POST")),
+        ("BREW", "/x", 501, None),
+        ("PROPFIND", "/-/reload", 501, None),
+        ("get", "/x", 501, None),
+    ];
+    for &(method, target, status, allow) in cases {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        // with a body, and a request behind it on the same connection
+        s.write_all(
+            format!(
+                "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
+                 GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let a = read_one(&mut s);
+        assert_eq!(
+            (a.status, a.header("Allow"), a.header("Connection")),
+            (status, allow, None),
+            "{method} {target}: {a:?}"
+        );
+        assert!(a.header("X-Served-By").is_some(), "{method} {target}");
+        let next = read_one(&mut s);
+        assert_eq!(next.body, "hello from /next\n", "{method} {target}");
+    }
+    // the ones served: GET, HEAD and POST on every path
+    for method in ["GET", "HEAD", "POST"] {
+        assert_eq!(request(addr, method, "/x").status, 200, "{method}");
+    }
+}

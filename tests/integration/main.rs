@@ -3,12 +3,14 @@
 
 mod util;
 
+mod bounds;
 mod cli;
 mod framing;
 mod http;
 mod probe;
 mod props;
 mod reads;
+mod refusals;
 mod reload;
 mod robustness;
 mod signals;

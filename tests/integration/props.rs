@@ -24,8 +24,15 @@ const BASES: &[&str] = &[
 /// Bytes that matter to the parser, mutations are drawn from them half of the time.
 const ALPHABET: &[u8] = b"\r\n :;,=\"\t\0\x7f\x80/0159afAF-.HTTP1chunked";
 
-/// The statuses tiny_http answers on its own: the connection ends after each.
-const REFUSALS: &[u16] = &[400, 408, 413, 414, 417, 431, 501, 505];
+/// The statuses tiny_http answers on its own: the connection ends after each. (A 501 that
+/// says `method … not implemented` is the routes' answer to an unknown method, which keeps
+/// the connection: see `is_refusal`.)
+const REFUSALS: &[u16] = &[400, 405, 408, 413, 414, 417, 431, 501, 505];
+
+/// An answer tiny_http gave on its own.
+fn is_refusal(a: &Answer) -> bool {
+    REFUSALS.contains(&a.status) && !a.body.starts_with("method ")
+}
 
 #[derive(Debug, Clone)]
 enum Edit {
@@ -108,7 +115,7 @@ fn random_and_mutated_requests_get_whole_answers_or_a_close() {
         for (i, a) in answers.iter().enumerate() {
             prop_assert!((100..600).contains(&a.status), "{a:?}");
             prop_assert!(a.header("X-Served-By").is_some(), "{a:?}");
-            if REFUSALS.contains(&a.status) {
+            if is_refusal(a) {
                 prop_assert_eq!(a.header("Connection"), Some("close"), "{:?}", a);
                 prop_assert_eq!(i, answers.len() - 1, "an answer after a refusal");
             }

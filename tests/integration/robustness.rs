@@ -16,8 +16,9 @@ fn descriptor_exhaustion_recovers_once_connections_close() {
         let mut p = with_nofile(48);
         let addr = p.wait_addr();
         assert_eq!(get(addr, "/test").status, 200);
-        // Idle connections hold descriptors (two each in tiny_http) until the table is full;
-        // one more each round to try both parities of free descriptors.
+        // Idle connections hold descriptors (one each since tiny_http patch 12, two
+        // before) until the table is full; one more each round to try both parities of
+        // free descriptors.
         let flood: Vec<TcpStream> = (0..80 + round)
             .filter_map(|_| TcpStream::connect(addr).ok())
             .collect();
@@ -286,7 +287,8 @@ fn with_nofile(n: u32) -> Proc {
 
 /// tiny_http patch 6: answers are written on the single request loop; a client that pipelines
 /// requests and never reads the answers used to block it in `write` for good once the socket
-/// buffers were full. Now that connection is dropped after a bounded wait.
+/// buffers were full. Now that connection is dropped after a bounded wait (patch 12: the
+/// reactor never waits on it at all; `bounds.rs` has the rest).
 #[test]
 fn a_client_that_never_reads_does_not_block_the_loop() {
     use std::io::Write;

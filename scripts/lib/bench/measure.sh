@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # measure.sh — the measurements of scripts/bench.sh on loopback (sourced): start → first
 # 200, idle cost and idle keep-alive connections, wrk at 10 and 100 connections with
-# logging on and off, reload latency, descriptor exhaustion. Each records its figures with
+# logging on and off, reload latency, floods (pipelined, refused), descriptor exhaustion. Each records its figures with
 # `sample KEY SIDE VALUE`; bench/rows.py says which row of the table shows a KEY. Needs
 # run.sh.
 # shellcheck shell=bash
@@ -214,6 +214,26 @@ measure_reload() {
     done <"${WORK}/reload-${mode}.txt"
     stop "${pid}"
   done
+}
+
+# Floods that must not cost what they send (issue 17), on a fresh server (its VmHWM is its
+# peak since start): 8 connections pipeline 1 MiB of GETs each and never read; then one
+# request per connection, refused (400) or ordinary, the server's CPU per request. Ours
+# only: the targets are absolute (the pods' memory limit) or against our own GETs, and a
+# peer without a send timeout would hold the flood for as long as the helper waits.
+measure_floods() {
+  local port pid
+  port=$(free_port)
+  spawn rs floods-rs "${port}" || { fail "flood server"; return 0; }
+  pid=${LAST_PID}
+  log "pipelined flood: 8 conns × 1 MiB never read; then ${REFUSALS} refused and ${REFUSALS} ordinary requests"
+  record_cmd "python3 -m bench pipeflood PID PORT 8 1024   # 8 conns send 1 MiB of pipelined GETs, never read; a GET every 50 ms meanwhile; VmHWM"
+  py pipeflood "${pid}" "${port}" 8 1024 >"${WORK}/pipeflood-rs.txt" || fail "pipelined flood"
+  samples_from rs "${WORK}/pipeflood-rs.txt"
+  record_cmd "python3 -m bench refusals PID PORT ${REFUSALS}   # one request per connection, 400 or 200, in alternating blocks; CPU from /proc/PID/task/*/schedstat"
+  py refusals "${pid}" "${port}" "${REFUSALS}" >"${WORK}/refusals-rs.txt" || fail "refusal flood"
+  samples_from rs "${WORK}/refusals-rs.txt"
+  stop "${pid}"
 }
 
 # fd exhaustion: RLIMIT_NOFILE 64, 100 connections held, then closed: does it serve again?

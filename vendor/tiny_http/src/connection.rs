@@ -69,6 +69,15 @@ impl std::io::Write for Connection {
         }
     }
 
+    /// hello-path-rs patch 12: a connection's ready answers go out in one `writev`.
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.write_vectored(bufs),
+            #[cfg(unix)]
+            Self::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Self::Tcp(s) => s.flush(),
@@ -86,20 +95,22 @@ impl Connection {
         }
     }
 
-    /// hello-path-rs patch 6: bounds a blocked send (a client that stopped reading).
-    pub(crate) fn set_write_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+    /// hello-path-rs patch 12: the reactor reads and writes without blocking.
+    pub(crate) fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
         match self {
-            Self::Tcp(s) => s.set_write_timeout(t),
+            Self::Tcp(s) => s.set_nonblocking(on),
             #[cfg(unix)]
-            Self::Unix(s) => s.set_write_timeout(t),
+            Self::Unix(s) => s.set_nonblocking(on),
         }
     }
 
-    pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
+    /// hello-path-rs patch 8: the descriptor, for the reactor's epoll.
+    pub(crate) fn as_raw_fd(&self) -> std::os::unix::io::RawFd {
+        use std::os::unix::io::AsRawFd;
         match self {
-            Self::Tcp(s) => s.try_clone().map(Self::from),
+            Self::Tcp(s) => s.as_raw_fd(),
             #[cfg(unix)]
-            Self::Unix(s) => s.try_clone().map(Self::from),
+            Self::Unix(s) => s.as_raw_fd(),
         }
     }
 }

@@ -87,7 +87,7 @@
 //! # let response = tiny_http::Response::from_file(File::open(&Path::new("image.png")).unwrap());
 //! let _ = request.respond(response);
 //! ```
-// hello-path-rs patch 8: `deny`, not `forbid`: the reader thread's four epoll/recv calls
+// hello-path-rs patch 8: `deny`, not `forbid`: the reactor's epoll and eventfd calls
 // (`reactor.rs`, module `sys`) are the one place allowed to use `unsafe`.
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -101,8 +101,8 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
@@ -113,7 +113,7 @@ use util::MessagesQueue;
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use reactor::ServerOptions;
-pub use request::{ReadWrite, Request};
+pub use request::{ReadWrite, Refused, Request};
 pub use response::{Response, ResponseBox};
 
 // hello-path-rs patch 5: the answers tiny_http writes itself (400 for a malformed request,
@@ -122,8 +122,8 @@ pub use response::{Response, ResponseBox};
 // name headers for them, once per process.
 static OWN_ANSWER_HEADERS: std::sync::OnceLock<Vec<Header>> = std::sync::OnceLock::new();
 
-/// Sets headers added to every answer tiny_http writes on its own (400, 408, 417, 505, and
-/// 500 for a request dropped without a response). The first call wins; later calls are
+/// Sets headers added to every answer tiny_http writes on its own (400, 405, 408, 413, 414,
+/// 417, 431, 501, 505, and 500 for a request dropped without a response). The first call wins; later calls are
 /// ignored.
 pub fn set_own_answer_headers(headers: Vec<Header>) {
     let _ = OWN_ANSWER_HEADERS.set(headers);
@@ -147,6 +147,7 @@ fn thread_error(e: IoError) -> IoError {
 
 mod common;
 mod connection;
+mod parse;
 mod reactor;
 mod request;
 mod response;
@@ -169,13 +170,13 @@ pub struct Server {
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
 
-    // hello-path-rs patch 8: dropped with the server, which ends its reader thread
+    // hello-path-rs patch 8: dropped with the server, which ends its reactor threads
     _reader_wake: std::os::unix::net::UnixStream,
 
-    // hello-path-rs patch 10: the reader's epoll instance and connection table, set by the
-    // first accept thread once it has started the reader, and the connection tokens, shared
+    // hello-path-rs patch 10: the reactors' epoll instances and connection tables, set by
+    // the first accept thread once it has started them, and the connection tokens, shared
     // with any accept thread started later by `accept_again`.
-    reactor: Arc<OnceLock<(Arc<reactor::Epoll>, reactor::Conns)>>,
+    reactor: Arc<OnceLock<reactor::Reactors>>,
     next_token: Arc<AtomicU64>,
 }
 
@@ -183,7 +184,7 @@ pub struct Server {
 struct Accept {
     close: Arc<AtomicBool>,
     messages: Arc<MessagesQueue<Message>>,
-    reactor: Arc<OnceLock<(Arc<reactor::Epoll>, reactor::Conns)>>,
+    reactor: Arc<OnceLock<reactor::Reactors>>,
     next_token: Arc<AtomicU64>,
 }
 
@@ -203,6 +204,16 @@ impl Waker {
 enum Message {
     Error(IoError),
     NewRequest(Request),
+    /// hello-path-rs patch 11: a request tiny_http refused (and answered) on its own.
+    Refused(Refused),
+}
+
+/// hello-path-rs patch 11: what `Server::recv_until` hands over: a request to answer, or
+/// one that tiny_http refused and answered itself (for the application's count and log).
+#[derive(Debug)]
+pub enum Incoming {
+    Request(Request),
+    Refused(Refused),
 }
 
 impl From<IoError> for Message {
@@ -330,14 +341,16 @@ impl Server {
         // the queue of requests (and accept errors) for `recv`
         let messages = MessagesQueue::with_capacity(8);
 
-        // hello-path-rs patch 8: one reader thread reads every connection (reactor.rs); the
-        // accept thread hands it the connections it accepts. The epoll instance, the reader
-        // and the writer are set up by the accept thread, off the caller's path (a server
-        // answers sooner after start); one it cannot start is a panic there, which
-        // hello-path-rs turns into exit 1, never a server that accepts and never answers.
+        // hello-path-rs patch 8: reactor threads read and write the connections (reactor.rs,
+        // patch 12); the accept thread deals out the connections it accepts. The reactors
+        // are started by the accept thread, off the caller's path (a server answers sooner
+        // after start); one it cannot start is a panic there, which hello-path-rs turns into
+        // exit 1, never a server that accepts and never answers.
         let (reader_wake, wake) = std::os::unix::net::UnixStream::pair()?;
         // (descriptors are taken here, where running out of them is an error to return)
-        let epoll = reactor::Epoll::new()?;
+        let epolls = (0..reactor::REACTORS)
+            .map(|_| reactor::Epoll::new())
+            .collect::<IoResult<Vec<_>>>()?;
 
         let reactor = Arc::new(OnceLock::new());
         let next_token = Arc::new(AtomicU64::new(0));
@@ -347,7 +360,7 @@ impl Server {
             reactor: Arc::clone(&reactor),
             next_token: Arc::clone(&next_token),
         }
-        .spawn(server, Some((epoll, wake, options)))?;
+        .spawn(server, Some((epolls, wake, options)))?;
 
         // result
         Ok(Server {
@@ -381,29 +394,41 @@ impl Server {
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
+    ///
+    /// hello-path-rs patch 11: refused requests (answered by tiny_http) are skipped; see
+    /// `recv_until`.
     pub fn recv(&self) -> IoResult<Request> {
-        match self.messages.pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(rq),
-            None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+        loop {
+            return match self.messages.pop() {
+                Some(Message::Error(err)) => Err(err),
+                Some(Message::NewRequest(rq)) => Ok(rq),
+                Some(Message::Refused(_)) => continue,
+                None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+            };
         }
     }
 
     /// Same as `recv()` but doesn't block longer than timeout
     pub fn recv_timeout(&self, timeout: Duration) -> IoResult<Option<Request>> {
-        match self.messages.pop_timeout(timeout) {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
+        loop {
+            return match self.messages.pop_timeout(timeout) {
+                Some(Message::Error(err)) => Err(err),
+                Some(Message::NewRequest(rq)) => Ok(Some(rq)),
+                Some(Message::Refused(_)) => continue,
+                None => Ok(None),
+            };
         }
     }
 
     /// Same as `recv()` but doesn't block.
     pub fn try_recv(&self) -> IoResult<Option<Request>> {
-        match self.messages.try_pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
+        loop {
+            return match self.messages.try_pop() {
+                Some(Message::Error(err)) => Err(err),
+                Some(Message::NewRequest(rq)) => Ok(Some(rq)),
+                Some(Message::Refused(_)) => continue,
+                None => Ok(None),
+            };
         }
     }
 
@@ -411,11 +436,12 @@ impl Server {
     /// `Waker` woke the caller; with no deadline it waits with no timeout at all (no
     /// periodic wake-up). An `Err` is a failed `accept()`: the accept thread has ended, the
     /// connections it accepted are still read and answered, and `accept_again` starts a
-    /// new one.
-    pub fn recv_until(&self, deadline: Option<std::time::Instant>) -> IoResult<Option<Request>> {
+    /// new one. Patch 11: also each request tiny_http refused on its own, in its turn.
+    pub fn recv_until(&self, deadline: Option<std::time::Instant>) -> IoResult<Option<Incoming>> {
         match self.messages.pop_until(deadline) {
             util::Popped::Elem(Message::Error(err)) => Err(err),
-            util::Popped::Elem(Message::NewRequest(rq)) => Ok(Some(rq)),
+            util::Popped::Elem(Message::NewRequest(rq)) => Ok(Some(Incoming::Request(rq))),
+            util::Popped::Elem(Message::Refused(r)) => Ok(Some(Incoming::Refused(r))),
             util::Popped::Woken | util::Popped::TimedOut => Ok(None),
         }
     }
@@ -443,7 +469,6 @@ impl Server {
             next_token: Arc::clone(&self.next_token),
         };
         accept.spawn(listener.into(), None)
-
     }
 
     /// Unblock thread stuck in recv() or incoming_requests().
@@ -455,20 +480,24 @@ impl Server {
 }
 
 impl Accept {
-    /// Starts the accept thread; with `reader`, it first starts the reader and the writer
-    /// (off the caller's path: a server answers sooner after start). One it cannot start is
+    /// Starts the accept thread; with `reader`, it first starts the reactor (off the
+    /// caller's path: a server answers sooner after start). One it cannot start is
     /// a panic there, which hello-path-rs turns into exit 1, never a server that accepts
     /// and never answers.
     fn spawn(
         self,
         server: Listener,
-        reader: Option<(reactor::Epoll, std::os::unix::net::UnixStream, ServerOptions)>,
+        reader: Option<(
+            Vec<reactor::Epoll>,
+            std::os::unix::net::UnixStream,
+            ServerOptions,
+        )>,
     ) -> IoResult<()> {
         thread::Builder::new()
             .name("tiny-http-accept".into())
             .spawn(move || {
-                if let Some((epoll, wake, options)) = reader {
-                    let started = reactor::start(epoll, wake, self.messages.clone(), options)
+                if let Some((epolls, wake, options)) = reader {
+                    let started = reactor::start(epolls, wake, self.messages.clone(), options)
                         .unwrap_or_else(|e| panic!("tiny_http cannot start its reader: {}", e));
                     let _ = self.reactor.set(started);
                 }
@@ -481,28 +510,32 @@ impl Accept {
     /// Accepts connections and hands them to the reader until the server is dropped or
     /// `accept()` fails; the failure is reported once through `recv`.
     fn run(self, server: Listener) {
-        let Some((epoll, conns)) = self.reactor.get() else {
+        let Some(reactors) = self.reactor.get() else {
             return;
         };
         log::debug!("Running accept thread");
         while !self.close.load(Relaxed) {
             let new_client = match server.accept() {
-                Ok((sock, remote_addr)) => {
-                    use util::RefinedTcpStream;
-                    // hello-path-rs patch 2: a failed dup of the new socket (EMFILE) closes
-                    // that connection and ends the accept loop like a failed accept() does,
-                    // reported through `recv`, instead of panicking.
-                    RefinedTcpStream::new(sock)
-                        .map(|(read, write)| reactor::Conn::new(read, write, remote_addr))
-                }
+                // hello-path-rs patch 12: one descriptor per connection (patch 2's second
+                // one, for the writer thread, went with it), made non-blocking; a socket
+                // that refuses is closed, and the loop goes on
+                Ok((sock, remote_addr)) => match reactor::Conn::new(sock, remote_addr) {
+                    Ok(conn) => Ok(conn),
+                    Err(e) => {
+                        log::error!("Error setting up a new client: {}", e);
+                        continue;
+                    }
+                },
                 Err(e) => Err(e),
             };
             match new_client {
                 Ok(conn) => {
                     let token = self.next_token.fetch_add(1, Relaxed) + 1;
-                    let fd = conn.fd();
+                    // (the reactors in turn)
+                    let (epoll, conns) = &reactors[token as usize % reactors.len()];
+                    let (fd, interest) = (conn.fd(), conn.interest());
                     conns.lock().unwrap().insert(token, conn);
-                    if let Err(e) = epoll.add(fd, token) {
+                    if let Err(e) = epoll.add(fd, token, interest) {
                         log::error!("Error watching a new client: {}", e);
                         conns.lock().unwrap().remove(&token);
                     }

@@ -1,12 +1,11 @@
 use std::io::Error as IoError;
-use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::io::{Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use std::sync::mpsc::Sender;
-
-use crate::util::{RefinedTcpStream, SequentialWriter};
+use crate::reactor::{Answer, Outbox};
 use crate::{HTTPVersion, Header, Method, Response};
 
 /// Represents an HTTP request made by a client.
@@ -22,22 +21,24 @@ use crate::{HTTPVersion, Header, Method, Response};
 /// If a client sends multiple requests in a row (without waiting for the response), then you will
 /// get multiple `Request` objects simultaneously. This is called *requests pipelining*.
 /// Tiny-http automatically reorders the responses so that you don't need to worry about the order
-/// in which you call `respond` or `into_writer`.
+/// in which you call `respond`. (hello-path-rs patch 12: at most `MAX_IN_FLIGHT` of one
+/// connection at a time; its next requests are read once answers have gone out.)
 ///
 /// hello-path-rs patch 9: after a request with `Connection: close` (or an HTTP/1.0 one
 /// without `keep-alive`), nothing more is read from its connection as a request.
 ///
 /// # Automatic cleanup
 ///
-/// If a `Request` object is destroyed without `into_writer` or `respond` being called,
+/// If a `Request` object is destroyed without `respond` being called (hello-path-rs patch 12:
+/// `into_writer` is gone, the reactor writes every answer),
 /// an empty response with a 500 status code (internal server error) will automatically be
 /// sent back to the client.
 pub struct Request {
     // where to read the body from
     data_reader: Option<Box<dyn Read + Send + 'static>>,
 
-    // if this writer is empty, then the request has been answered
-    response_writer: Option<Writer>,
+    // hello-path-rs patch 12: where the answer goes; empty once answered
+    reply: Option<ReplyTo>,
 
     remote_addr: Option<SocketAddr>,
 
@@ -50,9 +51,6 @@ pub struct Request {
     headers: Vec<Header>,
 
     body_length: Option<usize>,
-
-    // hello-path-rs patch 8: `respond` hands the answer to the writer thread
-    outbox: Outbox,
 
     // hello-path-rs patch 9: what the answer says of the connection
     persistence: Persistence,
@@ -70,67 +68,62 @@ pub(crate) enum Persistence {
     Close,
 }
 
-/// The writer of one answer on its connection (answers are written in request order).
-pub(crate) type Writer = SequentialWriter<BufWriter<RefinedTcpStream>>;
-
-/// hello-path-rs patch 8: an answer for the writer thread, with the connection's writer for
-/// that request. Patch 9: `close`, the connection's sending side is shut down after it.
-pub(crate) struct Answer {
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) writer: Writer,
-    pub(crate) close: bool,
+/// hello-path-rs patch 12: where a request's answer goes: the reactor (`reactor.rs`), which
+/// writes it in its turn among its connection's answers.
+pub(crate) struct ReplyTo {
+    /// The connection.
+    pub(crate) token: u64,
+    /// The request's number on it.
+    pub(crate) seq: u64,
+    pub(crate) outbox: Arc<Outbox>,
 }
 
-/// hello-path-rs patch 8: the answers `respond` hands to the server's writer thread (answered
-/// in request order per connection, as hello-path-rs's single loop does, the writer never
-/// waits for an earlier answer).
-pub(crate) type Outbox = Sender<Answer>;
-
-/// hello-path-rs patch 8: the writer thread. A send to a client that does not read blocks it
-/// at most the socket's send timeout (`refined_tcp_stream.rs`), never the application.
-///
-/// Patch 9: it never waits for an answer's turn either. An answer can arrive before the
-/// one it follows on its connection (the reader refuses a pipelined request while the
-/// application is still answering the one before it): such an answer is parked, and
-/// written once the answer before it has been (waiting for it instead would wait forever,
-/// since that answer comes through this same thread).
-pub(crate) fn write_answers(answers: std::sync::mpsc::Receiver<Answer>) {
-    let mut parked: Vec<Answer> = Vec::new();
-    for answer in answers {
-        let mut next = Some(answer);
-        while let Some(mut answer) = next.take() {
-            if answer.writer.is_ready() {
-                write_answer(answer);
-                // its connection's next answer may be parked
-                next = parked
-                    .iter_mut()
-                    .position(|a| a.writer.is_ready())
-                    .map(|i| parked.swap_remove(i));
-            } else {
-                parked.push(answer);
-            }
-        }
-    }
+/// hello-path-rs patch 11: a request that tiny_http refused on its own — a framing error
+/// (400, 413, 414, 417, 431, 501, 505), a timeout (408), a CONNECT (405) — and has
+/// already answered (`Connection: close`). `Server::recv_until` hands it over so that the
+/// application can count and log it; nothing is to be done with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub(crate) status: u16,
+    pub(crate) reason: &'static str,
+    /// The method and target of its request line, when it had one that parses.
+    pub(crate) line: Option<(String, String)>,
+    pub(crate) remote_addr: Option<SocketAddr>,
 }
 
-fn write_answer(mut answer: Answer) {
-    if answer.writer.write_all(&answer.bytes).is_ok() {
-        answer.writer.flush().ok();
+impl Refused {
+    /// The status of the answer given.
+    pub fn status(&self) -> u16 {
+        self.status
     }
-    if answer.close {
-        // RFC 9112 §9.6: the sending side first; the reader reads on until the client
-        // closes too (see reactor.rs)
-        answer.writer.shutdown_write();
+
+    /// Why, in a few words (`"Content-Length given twice"`).
+    pub fn reason(&self) -> &'static str {
+        self.reason
     }
-    // dropping the writer lets the connection's next answer go
+
+    /// The method of the request line, when it could be read.
+    pub fn method(&self) -> Option<&str> {
+        self.line.as_ref().map(|(m, _)| m.as_str())
+    }
+
+    /// The target of the request line, as sent, when it could be read.
+    pub fn url(&self) -> Option<&str> {
+        self.line.as_ref().map(|(_, t)| t.as_str())
+    }
+
+    /// The address of the client (`None` on a UNIX socket).
+    pub fn remote_addr(&self) -> Option<&SocketAddr> {
+        self.remote_addr.as_ref()
+    }
 }
 
 /// hello-path-rs patch 6: bodies are read whole before the request is handed over (by the
-/// reader thread since patch 8), up to this many bytes; a longer one gets 413 and the
+/// reactor thread since patch 8), up to this many bytes; a longer one gets 413 and the
 /// connection is closed.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 
-/// hello-path-rs patch 8: a request parsed whole by the reader thread (`reactor.rs`), its
+/// hello-path-rs patch 8: a request parsed whole by the reactor thread (`reactor.rs`), its
 /// body (if any) already read.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn from_parts(
@@ -141,14 +134,12 @@ pub(crate) fn from_parts(
     remote_addr: Option<SocketAddr>,
     body_length: Option<usize>,
     data_reader: Box<dyn Read + Send + 'static>,
-    response_writer: Writer,
-    outbox: Outbox,
+    reply: ReplyTo,
     persistence: Persistence,
 ) -> Request {
     Request {
-        outbox,
         data_reader: Some(data_reader),
-        response_writer: Some(response_writer),
+        reply: Some(reply),
         remote_addr,
         method,
         path,
@@ -224,30 +215,6 @@ impl Request {
         self.data_reader.as_mut().unwrap()
     }
 
-    /// Turns the `Request` into a writer.
-    ///
-    /// The writer has a raw access to the stream to the user.
-    /// This function is useful for things like CGI.
-    ///
-    /// Note that the destruction of the `Writer` object may trigger
-    /// some events. For exemple if a client has sent multiple requests and the requests
-    /// have been processed in parallel, the destruction of a writer will trigger
-    /// the writing of the next response.
-    /// Therefore you should always destroy the `Writer` as soon as possible.
-    #[inline]
-    pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        Box::new(self.extract_writer_impl())
-    }
-
-    /// Extract the response `Writer` object from the Request.
-    ///
-    /// This may only be called once on a single request.
-    fn extract_writer_impl(&mut self) -> Writer {
-        self.response_writer
-            .take()
-            .expect("the writer is taken once")
-    }
-
     /// Sends a response to this request.
     ///
     /// hello-path-rs patch 9: a response with a `Connection: close` header ends the
@@ -264,14 +231,16 @@ impl Request {
     where
         R: Read,
     {
-        let writer = self.extract_writer_impl();
+        let Some(reply) = self.reply.take() else {
+            return Ok(()); // answered already
+        };
         let do_not_send_body = self.method == Method::Head;
         let persistence = if response.closes() {
             Persistence::Close
         } else {
             self.persistence
         };
-        // the whole answer, handed to the writer thread
+        // the whole answer, handed to the reactor
         let mut bytes = Vec::with_capacity(256);
         response.print(
             &mut bytes,
@@ -280,13 +249,13 @@ impl Request {
             do_not_send_body,
             persistence,
         )?;
-        self.outbox
-            .send(Answer {
-                bytes,
-                writer,
-                close: persistence == Persistence::Close,
-            })
-            .map_err(|_| IoError::new(ErrorKind::BrokenPipe, "the writer thread has ended"))
+        reply.outbox.send(Answer {
+            token: reply.token,
+            seq: reply.seq,
+            bytes,
+            close: persistence == Persistence::Close,
+        });
+        Ok(())
     }
 }
 
@@ -302,7 +271,7 @@ impl fmt::Debug for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if self.response_writer.is_some() {
+        if self.reply.is_some() {
             let response = crate::own_answer(Response::empty(500));
             let _ = self.respond_impl(response); // ignoring any potential error
         }
