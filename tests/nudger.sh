@@ -77,7 +77,7 @@ wait_for() {
 make_fixtures() {
   FIXTURES="${WORK}/fixtures"
   mkdir -p "${FIXTURES}"
-  cp "${ROOT}"/tests/fixtures/nudge/{secrets,replicasets}.json "${FIXTURES}/"
+  cp "${ROOT}"/tests/fixtures/nudge/{secrets,configmaps,replicasets}.json "${FIXTURES}/"
   cp "${ROOT}"/tests/fixtures/nudger/{deployments,statefulsets}.json "${FIXTURES}/"
   sed "s|\"${PREFIX}/app-secret\": \"48213\"|\"${PREFIX}/app-secret\": \"${CHANGE_RV}\"|" \
     "${ROOT}/tests/fixtures/nudge/pods.json" >"${FIXTURES}/pods.json"
@@ -362,15 +362,17 @@ test_shop() {
   check "no Secret value in the log" not_logged a 'bmV3|b3RoZXI='
 
   # ConfigMaps, opt-out, a Secret created after the list: through pods the watch adds.
-  ctl create configmaps shop '{"metadata":{"name":"app-config"},"data":{"a":"1"}}' >/dev/null
   ctl create pods shop "$(running_pod cm-reader '{"name":"v","configMap":{"name":"app-config"}}')" >/dev/null
   ctl create pods shop "$(running_pod opted-out '{"name":"v","secret":{"secretName":"app-secret"}}' '{"nudge.hello-path-rs/ignore":"true"}')" >/dev/null
   ctl create pods shop "$(running_pod late-reader '{"name":"v","secret":{"secretName":"late-secret","optional":true}}')" >/dev/null
-  wait_for "the new pods in the cache" metric a 'hello_path_nudger_cached_objects{resource="pods"} 23' || true
+  wait_for "the new pods in the cache" metric a 'hello_path_nudger_cached_objects{resource="pods"} 30' || true
   local cm_rv rv late_rv
   cm_rv=$(ctl set-data configmaps shop app-config '{"data":{"a":"2"}}')
-  check "a ConfigMap's change: its pod annotated configmap.nudge.hello-path-rs/app-config=${cm_rv}" \
-    wait_for "the patch of cm-reader" want_patched configmap.nudge.hello-path-rs/app-config "${cm_rv}" cm-reader
+  # The running pods that mount it: cm-reader and those of the recording (as nudge.sh nudges
+  # them in tests/fixtures/nudge/shop-configmap.out, the one up to date there included).
+  check "a ConfigMap's change: its pods annotated configmap.nudge.hello-path-rs/app-config=${cm_rv}" \
+    wait_for "the patches of app-config's pods" want_patched configmap.nudge.hello-path-rs/app-config "${cm_rv}" \
+    cm-reader jobs-0 site-7b8c9d6f5-a1b2c site-7b8c9d6f5-d3e4f
   rv=$(ctl set-data secrets shop app-secret '{"data":{"password":"bmV3ZXI="}}')
   check "the next change of app-secret: the 8 pods, not the one annotated nudge.hello-path-rs/ignore" \
     wait_for "8 patches" want_patched "${PREFIX}/app-secret" "${rv}" "${SHOP_VOLUME_PODS[@]}" "${SHOP_UP_TO_DATE}"
