@@ -55,13 +55,14 @@ build_ours() {
     BIN_NOTE="given with --binary, not built by this run"
   elif [[ "${WITH_IMAGE}" == true ]]; then
     log "building the binary and ${IMAGE_REF} (scripts/build-image.sh; log in the scratch dir)"
-    record_cmd "scripts/build-image.sh --image ${IMAGE_REF}"
-    out=$("${ROOT}/scripts/build-image.sh" --image "${IMAGE_REF}" 2>"${WORK}/build.log") || {
+    record_cmd "scripts/build-image.sh --only service --image ${IMAGE_REF}"
+    out=$("${ROOT}/scripts/build-image.sh" --only service --image "${IMAGE_REF}" 2>"${WORK}/build.log") || {
       tail -n 20 "${WORK}/build.log" >&2
       die "scripts/build-image.sh failed"
     }
-    # Its last line: REF PLATFORM SIZE bytes (N kB)
-    size=$(awk 'END { print $3 }' <<<"${out}")
+    # One line per image: REF PLATFORM SIZE bytes (N kB); the service's is IMAGE_REF's (the
+    # nudger's image is measured by --nudger).
+    size=$(awk -v ref="${IMAGE_REF}" '$1 == ref { s = $3 } END { print s }' <<<"${out}")
     [[ "${size}" =~ ^[0-9]+$ ]] || die "cannot read the image size from: ${out}"
     sample image_size rs "${size}"
     BIN="$(target_dir)/${triple}/release/hello-path-rs"
