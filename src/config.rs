@@ -9,6 +9,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::goflags::split_options;
+
 /// The help text printed by `--help`.
 pub(crate) const HELP: &str = "\
 hello-path-rs - a simple web service returning the URL path.
@@ -181,7 +183,7 @@ pub(crate) fn parse(
         args.remove(0);
         return parse_probe(args).map(Command::Probe);
     }
-    let (bools, rest) = split_options(args, VALUE_OPTIONS, BOOL_OPTIONS)?;
+    let (bools, rest) = split_options(args, VALUE_OPTIONS, BOOL_OPTIONS).map_err(usage)?;
     let mut p = pico_args::Arguments::from_vec(rest.into_iter().map(OsString::from).collect());
     if p.contains(["-h", "--help"]) {
         return Ok(Command::Help);
@@ -259,7 +261,7 @@ pub(crate) fn default_secret() -> &'static str {
 }
 
 fn parse_probe(args: Vec<String>) -> Result<ProbeConfig, UsageError> {
-    let (_, rest) = split_options(args, PROBE_VALUE_OPTIONS, &[])?;
+    let (_, rest) = split_options(args, PROBE_VALUE_OPTIONS, &[]).map_err(usage)?;
     let mut p = pico_args::Arguments::from_vec(rest.into_iter().map(OsString::from).collect());
     let duration =
         value(&mut p, "--for", parse_positive_duration)?.unwrap_or(Duration::from_secs(10));
@@ -293,68 +295,6 @@ fn parse_probe(args: Vec<String>) -> Result<ProbeConfig, UsageError> {
         timeout,
         expect,
     })
-}
-
-/// Boolean options as (name, value), and the arguments left for pico-args.
-type SplitOptions = (Vec<(String, bool)>, Vec<String>);
-
-/// Normalizes Go-style options (`-name` → `--name`) and takes the boolean options out,
-/// leaving value options for pico-args. A value following a value option is never touched.
-fn split_options(
-    args: Vec<String>,
-    value_opts: &[&str],
-    bool_opts: &[&str],
-) -> Result<SplitOptions, UsageError> {
-    let mut bools = Vec::new();
-    let mut rest = Vec::new();
-    let mut iter = args.into_iter();
-    while let Some(arg) = iter.next() {
-        if arg == "--" {
-            rest.push(arg);
-            rest.extend(iter.by_ref());
-            break;
-        }
-        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            rest.push(arg);
-            continue;
-        };
-        let (name, inline) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (body, None),
-        };
-        if bool_opts.contains(&name) {
-            let v = match inline {
-                None => true,
-                Some(v) => parse_bool(v).ok_or_else(|| {
-                    usage(format!(
-                        "invalid value '{v}' for --{name}: expected true or false"
-                    ))
-                })?,
-            };
-            bools.push((name.to_string(), v));
-        } else if value_opts.contains(&name) {
-            match inline {
-                Some(v) => rest.push(format!("--{name}={v}")),
-                None => {
-                    rest.push(format!("--{name}"));
-                    if let Some(v) = iter.next() {
-                        rest.push(v);
-                    }
-                }
-            }
-        } else if matches!(name, "h" | "help" | "V" | "version") && inline.is_none() {
-            rest.push(if name.len() == 1 {
-                format!("-{name}")
-            } else {
-                format!("--{name}")
-            });
-        } else if name.is_empty() {
-            rest.push(arg); // a lone "-": let the leftover check name it
-        } else {
-            return Err(usage(format!("unknown option --{name}")));
-        }
-    }
-    Ok((bools, rest))
 }
 
 fn value<T>(
@@ -397,15 +337,6 @@ fn reject_leftovers(p: pico_args::Arguments) -> Result<(), UsageError> {
                 )))
             }
         }
-    }
-}
-
-/// Parses a boolean the way Go's `strconv.ParseBool` does.
-pub(crate) fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
     }
 }
 

@@ -15,6 +15,7 @@ macro_rules! error {
 
 mod config;
 mod events;
+mod goflags;
 mod metrics;
 mod probe;
 mod remote;

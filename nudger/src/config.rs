@@ -8,6 +8,8 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+use crate::goflags::split_options;
+
 /// The help text printed by `--help`.
 pub(crate) const HELP: &str = "\
 hello-path-nudger - a changed Secret or ConfigMap reaches the running pods at once.
@@ -134,7 +136,7 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
                 .map_err(|_| usage("an argument is not valid UTF-8"))
         })
         .collect::<Result<Vec<String>, _>>()?;
-    let (bools, rest) = split_options(args)?;
+    let (bools, rest) = split_options(args, VALUE_OPTIONS, BOOL_OPTIONS).map_err(usage)?;
     let mut p = pico_args::Arguments::from_vec(rest.into_iter().map(OsString::from).collect());
     if p.contains(["-h", "--help"]) {
         return Ok(Command::Help);
@@ -189,64 +191,6 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
     }))
 }
 
-/// Boolean options as (name, value), and the arguments left for pico-args.
-type SplitOptions = (Vec<(String, bool)>, Vec<String>);
-
-/// Normalizes Go-style options (`-name` → `--name`) and takes the boolean options out,
-/// leaving value options for pico-args. A value following a value option is never touched.
-fn split_options(args: Vec<String>) -> Result<SplitOptions, UsageError> {
-    let mut bools = Vec::new();
-    let mut rest = Vec::new();
-    let mut iter = args.into_iter();
-    while let Some(arg) = iter.next() {
-        if arg == "--" {
-            rest.push(arg);
-            rest.extend(iter.by_ref());
-            break;
-        }
-        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            rest.push(arg);
-            continue;
-        };
-        let (name, inline) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (body, None),
-        };
-        if BOOL_OPTIONS.contains(&name) {
-            let v = match inline {
-                None => true,
-                Some(v) => parse_bool(v).ok_or_else(|| {
-                    usage(format!(
-                        "invalid value '{v}' for --{name}: expected true or false"
-                    ))
-                })?,
-            };
-            bools.push((name.to_string(), v));
-        } else if VALUE_OPTIONS.contains(&name) {
-            match inline {
-                Some(v) => rest.push(format!("--{name}={v}")),
-                None => {
-                    rest.push(format!("--{name}"));
-                    if let Some(v) = iter.next() {
-                        rest.push(v);
-                    }
-                }
-            }
-        } else if matches!(name, "h" | "help" | "V" | "version") && inline.is_none() {
-            rest.push(if name.len() == 1 {
-                format!("-{name}")
-            } else {
-                format!("--{name}")
-            });
-        } else if name.is_empty() {
-            rest.push(arg); // a lone "-": the leftover check names it
-        } else {
-            return Err(usage(format!("unknown option --{name}")));
-        }
-    }
-    Ok((bools, rest))
-}
-
 /// Every value of a repeatable option, in order.
 fn values<T>(
     p: &mut pico_args::Arguments,
@@ -284,15 +228,6 @@ fn reject_leftovers(p: pico_args::Arguments) -> Result<(), UsageError> {
                 )))
             }
         }
-    }
-}
-
-/// Parses a boolean the way Go's `strconv.ParseBool` does.
-fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
     }
 }
 

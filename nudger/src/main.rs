@@ -9,6 +9,9 @@ mod client;
 mod clock;
 mod config;
 mod endpoints;
+/// Go-style options: the service's own parser (src/goflags.rs), one source for both binaries.
+#[path = "../../src/goflags.rs"]
+mod goflags;
 mod handlers;
 mod informer;
 mod kubeconfig;
