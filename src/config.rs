@@ -5,11 +5,11 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::goflags::split_options;
+use crate::goflags::{parse_addr, split_options};
 
 /// The help text printed by `--help`.
 pub(crate) const HELP: &str = "\
@@ -337,30 +337,6 @@ fn reject_leftovers(p: pico_args::Arguments) -> Result<(), UsageError> {
                 )))
             }
         }
-    }
-}
-
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    // Go accepts ":8080" (all interfaces) and host names.
-    let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
-    } else {
-        s.to_string()
-    };
-    if let Ok(a) = full.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if !full.contains(':') {
-        return Err("expected HOST:PORT, e.g. 0.0.0.0:8080".into());
-    }
-    match full.to_socket_addrs() {
-        Ok(mut it) => it
-            .next()
-            .ok_or_else(|| "the host name resolves to no address".into()),
-        Err(e) => Err(format!("expected HOST:PORT, e.g. 0.0.0.0:8080 ({e})")),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Go's `flag` style of options on top of pico-args, for both binaries (hello-path-nudger
 //! includes this file with `#[path]`): one or two dashes, values after a space or `=`,
-//! booleans bare or with `=BOOL`, never with a separate value.
+//! booleans bare or with `=BOOL`, never with a separate value; and Go's address forms.
+
+use std::net::{SocketAddr, ToSocketAddrs};
 
 /// Boolean options as (name, value), and the arguments left for pico-args.
 pub(crate) type SplitOptions = (Vec<(String, bool)>, Vec<String>);
@@ -69,5 +71,31 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
         _ => None,
+    }
+}
+
+/// A listen address as Go's net package takes it: `HOST:PORT`, `:PORT` (every interface),
+/// a host name that resolves.
+pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    // Go accepts ":8080" (all interfaces) and host names.
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    if let Ok(a) = full.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if !full.contains(':') {
+        return Err("expected HOST:PORT, e.g. 0.0.0.0:8080".into());
+    }
+    match full.to_socket_addrs() {
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| "the host name resolves to no address".into()),
+        Err(e) => Err(format!("expected HOST:PORT, e.g. 0.0.0.0:8080 ({e})")),
     }
 }

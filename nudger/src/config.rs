@@ -5,10 +5,10 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::goflags::split_options;
+use crate::goflags::{parse_addr, split_options};
 
 /// The help text printed by `--help`.
 pub(crate) const HELP: &str = "\
@@ -264,28 +264,6 @@ fn parse_nonempty(s: &str) -> Result<String, String> {
         Err("expected a name".into())
     } else {
         Ok(s.to_string())
-    }
-}
-
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    // As Go does: ":8080" is every interface.
-    let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
-    } else {
-        s.to_string()
-    };
-    if let Ok(a) = full.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if !full.contains(':') {
-        return Err("expected HOST:PORT, e.g. 0.0.0.0:8080".into());
-    }
-    match full.to_socket_addrs() {
-        Ok(mut it) => it.next().ok_or_else(|| "no address for that host".into()),
-        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -15,18 +15,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-fn generation(addr: std::net::SocketAddr) -> f64 {
-    metric(addr, "hello_path_secret_generation")
-}
-
-fn failures(addr: std::net::SocketAddr) -> f64 {
-    metric(addr, "hello_path_secret_reloads_total{result=\"failure\"}")
-}
-
-fn last_ok(addr: std::net::SocketAddr) -> f64 {
-    metric(addr, "hello_path_secret_last_reload_successful")
-}
-
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }

@@ -7,22 +7,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-fn generation(addr: std::net::SocketAddr) -> f64 {
-    metric(addr, "hello_path_secret_generation")
-}
-
-fn successes(addr: std::net::SocketAddr) -> f64 {
-    metric(addr, "hello_path_secret_reloads_total{result=\"success\"}")
-}
-
-fn failures(addr: std::net::SocketAddr) -> f64 {
-    metric(addr, "hello_path_secret_reloads_total{result=\"failure\"}")
-}
-
-fn last_ok(addr: std::net::SocketAddr) -> f64 {
-    metric(addr, "hello_path_secret_last_reload_successful")
-}
-
 /// A `--reload` server following the volume's file. Its safety re-read is an hour away, so
 /// whatever it picks up within a test's wait it owes to the file watch; a test that wants
 /// re-reads of unchanged content passes a short `--watch-interval` (the last one wins).

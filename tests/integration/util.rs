@@ -354,6 +354,26 @@ pub fn metric(addr: SocketAddr, name: &str) -> f64 {
         .unwrap()
 }
 
+/// The generation of the credential in use (`/metrics`).
+pub fn generation(addr: SocketAddr) -> f64 {
+    metric(addr, "hello_path_secret_generation")
+}
+
+/// Reloads counted as successful (`/metrics`).
+pub fn successes(addr: SocketAddr) -> f64 {
+    metric(addr, "hello_path_secret_reloads_total{result=\"success\"}")
+}
+
+/// Reloads counted as failed (`/metrics`).
+pub fn failures(addr: SocketAddr) -> f64 {
+    metric(addr, "hello_path_secret_reloads_total{result=\"failure\"}")
+}
+
+/// `hello_path_secret_last_reload_successful`.
+pub fn last_ok(addr: SocketAddr) -> f64 {
+    metric(addr, "hello_path_secret_last_reload_successful")
+}
+
 /// Polls `f` until it returns true; panics with `what` after `WAIT`.
 pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();

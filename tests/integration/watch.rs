@@ -8,14 +8,6 @@ use std::path::Path;
 
 use crate::util::*;
 
-fn generation(addr: std::net::SocketAddr) -> f64 {
-    metric(addr, "hello_path_secret_generation")
-}
-
-fn failures(addr: std::net::SocketAddr) -> f64 {
-    metric(addr, "hello_path_secret_reloads_total{result=\"failure\"}")
-}
-
 /// A `--reload` server on `file`, accepting 4321, 5678 and 7777, with `extra` options.
 fn serve_file(file: &Path, extra: &[&str]) -> (Proc, std::net::SocketAddr) {
     let file = file.to_string_lossy().into_owned();
