@@ -22,7 +22,7 @@ import subprocess
 import time
 import urllib.request
 
-from bench import fmt, procfs
+from bench import fmt, procfs, report
 from bench.stats import summary
 
 TARGET = "secret-0000"
@@ -313,12 +313,4 @@ def splice(text, block):
 
 def cmd_splice_nudger(results, generated):
     """Replaces the nudger's generated block of RESULTS (a file), keeping the rest."""
-    with open(generated) as f:
-        block = f.read()
-    text = ""
-    if os.path.exists(results):
-        with open(results) as f:
-            text = f.read()
-    with open(results, "w") as f:
-        f.write(splice(text, block))
-    return 0
+    return report.splice_file(results, generated, splice)

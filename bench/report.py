@@ -118,8 +118,9 @@ def splice(text, block):
     return "# Benchmark results\n\n" + block + "\n" + ("\n" + text if text else "")
 
 
-def cmd_splice(results, generated):
-    """Replaces the generated block of RESULTS (a file), keeping what is written around it."""
+def splice_file(results, generated, splice_block):
+    """Replaces a generated block of RESULTS (a file) with the file GENERATED, keeping what is
+    written around it; SPLICE_BLOCK(text, block) says where the block goes."""
     with open(generated) as f:
         block = f.read()
     text = ""
@@ -127,5 +128,10 @@ def cmd_splice(results, generated):
         with open(results) as f:
             text = f.read()
     with open(results, "w") as f:
-        f.write(splice(text, block))
+        f.write(splice_block(text, block))
     return 0
+
+
+def cmd_splice(results, generated):
+    """Replaces the generated block of RESULTS (a file), keeping what is written around it."""
+    return splice_file(results, generated, splice)
