@@ -41,6 +41,8 @@ readonly ROOT
 . "${ROOT}/scripts/lib/kubelet-secret.sh"
 # shellcheck source=tests/lib/tap.sh
 . "${ROOT}/tests/lib/tap.sh"
+# shellcheck source=tests/lib/fake-api.sh
+. "${ROOT}/tests/lib/fake-api.sh"
 # The engine and what `run` needs here: engine, engine_detect_run (ENGINE_RUN).
 ENGINE=${CONTAINER_ENGINE:-podman}
 # shellcheck source=scripts/lib/engine.sh
@@ -449,28 +451,13 @@ check_nudger_config() {
 # kubeconfig and CA mounted read-only, on the host's network to reach 127.0.0.1.
 check_nudger_run() {
   local dir="${WORKDIR}/nudger" port i addr="" name code start elapsed mount_opts=ro
-  mkdir -p "${dir}/fixtures" "${dir}/etc"
-  cp "${ROOT}"/tests/fixtures/nudge/{pods,secrets,replicasets}.json "${dir}/fixtures/"
-  if ! python3 "${ROOT}/tests/lib/fake_apiserver.py" certs "${dir}/certs" 2>"${dir}/certs.err"; then
-    not_ok "nudger image: certificates for the fake API server (openssl)"
-    sed 's/^/#   /' "${dir}/certs.err"
-    return
-  fi
-  printf 'image-token image-test\n' >"${dir}/tokens"
-  python3 "${ROOT}/tests/lib/fake_apiserver.py" serve --fixtures "${dir}/fixtures" \
-    --port-file "${dir}/port" --control-port-file "${dir}/cport" --log "${dir}/log" \
-    --tls-dir "${dir}/certs" --tokens "${dir}/tokens" >"${dir}/server.err" 2>&1 &
-  FAKE_PID=$!
-  for ((i = 0; i < 100; i++)); do
-    [[ ! -s "${dir}/port" ]] || break
-    sleep 0.1
-  done
-  port=$(cat "${dir}/port" 2>/dev/null) || port=""
-  if [[ -z "${port}" ]]; then
-    not_ok "nudger image: the fake API server starts"
+  mkdir -p "${dir}/etc"
+  if ! fake_api_start "${dir}" image-token image-test; then
+    not_ok "nudger image: ${FAKE_WHY}"
     sed 's/^/#   /' "${dir}/server.err"
     return
   fi
+  port=${FAKE_PORT}
   cp "${dir}/certs/ca.crt" "${dir}/etc/ca.crt"
   printf 'image-token' >"${dir}/etc/token"
   cat >"${dir}/etc/kubeconfig" <<EOF

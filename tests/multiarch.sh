@@ -38,6 +38,8 @@ ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
 # shellcheck source=tests/lib/tap.sh
 . "${ROOT}/tests/lib/tap.sh"
+# shellcheck source=tests/lib/fake-api.sh
+. "${ROOT}/tests/lib/fake-api.sh"
 # The engine and what `run` needs here: engine, engine_detect_run.
 ENGINE=${CONTAINER_ENGINE:-podman}
 # shellcheck source=scripts/lib/engine.sh
@@ -292,26 +294,16 @@ check_arm_nudger() {
   version=$(timeout 20 "${QEMU}" "${ARM_NUDGER}" --version 2>&1) || true
   check "arm64 nudger runs under ${QEMU}: --version prints '${version}'" \
     test "${version}" = "hello-path-nudger $(sed -n 's/^version = "\(.*\)"/\1/p' "${ROOT}/nudger/Cargo.toml")"
-  mkdir -p "${dir}/fixtures"
-  cp "${ROOT}"/tests/fixtures/nudge/{pods,secrets,replicasets}.json "${dir}/fixtures/"
-  if ! python3 "${ROOT}/tests/lib/fake_apiserver.py" certs "${dir}/certs" >/dev/null 2>&1; then
-    not_ok "arm64 nudger: certificates for the fake API server (openssl)"
+  if ! fake_api_start "${dir}" arm-token arm-test; then
+    not_ok "arm64 nudger: ${FAKE_WHY}"
+    sed 's/^/#   /' "${dir}/server.err"
     return
   fi
-  printf 'arm-token arm-test\n' >"${dir}/tokens"
   printf 'arm-token' >"${dir}/token"
-  python3 "${ROOT}/tests/lib/fake_apiserver.py" serve --fixtures "${dir}/fixtures" \
-    --port-file "${dir}/port" --control-port-file "${dir}/cport" --log "${dir}/log" \
-    --tls-dir "${dir}/certs" --tokens "${dir}/tokens" >"${dir}/server.err" 2>&1 &
-  FAKE_PID=$!
-  for ((i = 0; i < 100; i++)); do
-    [[ ! -s "${dir}/port" ]] || break
-    sleep 0.1
-  done
   cat >"${dir}/kubeconfig" <<EOF
 apiVersion: v1
 kind: Config
-clusters: [{name: fake, cluster: {server: "https://127.0.0.1:$(cat "${dir}/port" 2>/dev/null)", certificate-authority: certs/ca.crt}}]
+clusters: [{name: fake, cluster: {server: "https://127.0.0.1:${FAKE_PORT}", certificate-authority: certs/ca.crt}}]
 users: [{name: arm, user: {tokenFile: token}}]
 contexts: [{name: fake, context: {cluster: fake, user: arm, namespace: shop}}]
 current-context: fake

@@ -151,20 +151,6 @@ requests() { tail -n "+$((MARK + 1))" "${CASE}/log"; }
 patched() { requests | awk '$1 == "patch" && $5 == 200 { print $4, $7 }' | sort; }
 
 # Predicates on the last run, for `check` (and `all`).
-# all CMD [ARG...] [-- CMD [ARG...]]... — true when every command holds.
-all() {
-  local -a cmd=()
-  while (($#)); do
-    if [[ "$1" == -- ]]; then
-      "${cmd[@]}" || return 1
-      cmd=()
-    else
-      cmd+=("$1")
-    fi
-    shift
-  done
-  ((${#cmd[@]} == 0)) || "${cmd[@]}"
-}
 rc_is() { [[ "${RC}" -eq "$1" ]]; }
 # want_patched KEY VALUE POD... — the run annotated exactly these pods with KEY=VALUE.
 want_patched() {
@@ -200,7 +186,6 @@ out_lacks() { ! grep -qE -- "$1" "${CASE}/out"; }
 # out_count REGEX N — N lines of stdout match REGEX.
 out_count() { [[ "$(grep -cE -- "$1" "${CASE}/out")" -eq "$2" ]]; }
 last_is() { [[ "$(tail -n 1 "${CASE}/out")" == "$1" ]]; }
-same() { [[ "$1" == "$2" ]]; }
 # usage_refused — exit 2, an error line and the hint, no request at all.
 usage_refused() {
   all rc_is 2 -- no_request -- grep -q '^nudge.sh: error: ' "${CASE}/err" -- \

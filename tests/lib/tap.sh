@@ -4,6 +4,8 @@
 #
 #   ok WHAT / not_ok WHAT [DETAIL...]   one result (each DETAIL a `#   ` line under it)
 #   check WHAT COMMAND [ARG...]         ok when COMMAND succeeds, else not ok
+#   all CMD [ARG...] [-- CMD ...]...    for check: true when every command holds, in order
+#   same A B                            for check: A and B are the same string
 #   note TEXT...                        one `# TEXT` line each
 #   tap_summary                         `N passed, M failed`; returns 1 when a check failed
 # shellcheck shell=bash
@@ -27,6 +29,20 @@ check() {
   if "$@"; then ok "${what}"; else not_ok "${what}"; fi
 }
 note() { printf '# %s\n' "$@"; }
+all() {
+  local -a cmd=()
+  while (($#)); do
+    if [[ "$1" == -- ]]; then
+      "${cmd[@]}" || return 1
+      cmd=()
+    else
+      cmd+=("$1")
+    fi
+    shift
+  done
+  ((${#cmd[@]} == 0)) || "${cmd[@]}"
+}
+same() { [[ "$1" == "$2" ]]; }
 tap_summary() {
   printf '%d passed, %d failed\n' "${PASSED}" "${FAILED}"
   ((FAILED == 0))
