@@ -215,21 +215,6 @@ check() {
 }
 LAST=""
 
-# all CMD [ARG...] [-- CMD [ARG...]]... — true when every command holds (in order).
-all() {
-  local -a cmd=()
-  while (($#)); do
-    if [[ "$1" == -- ]]; then
-      "${cmd[@]}" || return 1
-      cmd=()
-    else
-      cmd+=("$1")
-    fi
-    shift
-  done
-  ((${#cmd[@]} == 0)) || "${cmd[@]}"
-}
-same() { [[ "$1" == "$2" ]]; }
 rc_is() { [[ "${RC}" == "$1" ]]; }
 err_is() { [[ "$(cat "${CASE}/run.err")" == "$1" ]]; }
 err_lines() { [[ "$(wc -l <"${CASE}/run.err")" == "$1" ]]; }
@@ -316,6 +301,17 @@ cannot_help_as_nudge_sh() {
   [[ -z "${MISSING}" ]]
 }
 
+# scenarios_read NAME SECRET NUDGED CANNOT_HELP — what `reload.sh --nudger` and `rotate.sh
+# --nudger` make of nudger NAME's log (scripts/lib/kube.sh, in a subshell of its own): the
+# counts they compare with the replicas, and one reason at least.
+scenarios_read() {
+  local got
+  # shellcheck source=scripts/lib/common.sh disable=SC1091
+  got=$(source "${ROOT}/scripts/lib/common.sh" && source "${ROOT}/scripts/lib/kube.sh" &&
+    nudger_said "${CASE}/$1.log" "$2" && printf '%s %s %s' "${NUDGED}" "${CANNOT_HELP}" "${CANNOT_HELP_WHY:+why}")
+  [[ "${got}" == "$3 $4 why" ]] || { note "nudger_said: ${got:-nothing}"; return 1; }
+}
+
 test_shop() {
   server_start shop
   printf 'tok-1' >"${WORK}/token-1"
@@ -342,6 +338,8 @@ test_shop() {
   check "  ... every pod nudge.sh cannot help is reported with its cure, one line per owner (shop.out)" \
     cannot_help_as_nudge_sh a "${CHANGE_RV}"
   [[ -z "${MISSING}" ]] || note "not reported as nudge.sh does:${MISSING}"
+  check "  ... and the scenarios read it so from its log (nudger_said of scripts/lib/kube.sh): 7 nudged, 10 cannot help" \
+    scenarios_read a app-secret 7 10
   check "  ... nothing is restarted without --restart-unreloadable" \
     not_asked '^patch (deployments|statefulsets|daemonsets) '
   get a /metrics | grep -E '^hello_path_nudger_(nudges_total.kind="secret"|cannot_help|event_to_patch_seconds_count)' >"${CASE}/m.txt" || true

@@ -340,22 +340,38 @@ _nudger_state() {
   printf '%s\n' "${reason:-no waiting reason}${last:+; its log: ${last}}"
 }
 
-# kube_nudger_report [SKIP] — what the nudger in NS logged about Secret hello-path-secret,
-#   its first SKIP nudges left out (those of an earlier change): sets NUDGED (pods it
-#   annotated), CANNOT_HELP (pods it named as consumers it cannot help: env, envFrom,
-#   subPath) and CANNOT_HELP_WHY (their distinct reasons), as kube_nudge does for nudge.sh;
-#   logs its lines about the Secret.
+# kube_nudger_report [SKIP] — what the nudger in NS logged about Secret hello-path-secret
+#   (nudger_said), its first SKIP nudges left out (those of an earlier change); logs its
+#   lines about the Secret.
 kube_nudger_report() {
   local log="${WORK_DIR}/nudger-${NS}.log"
   kube_poll -n "${NS}" logs deployment/hello-path-nudger >"${log}" 2>/dev/null ||
     warn "cannot read the log of the nudger in ${NS}"
   grep -E 'nudged pod/|cannot-help |hello-path-secret' "${log}" | sed 's/^/    nudger: /' || true
-  NUDGED=$(grep -c 'nudged pod/' "${log}" || true)
-  NUDGED=$((NUDGED - ${1:-0}))
-  CANNOT_HELP=$(sed -n 's/.*cannot-help .*hello-path-secret.*[(]pods\{0,1\} \([^)]*\)[)]: .*/\1/p' "${log}" |
-    tr ',' '\n' | awk 'NF { n++ } END { print n + 0 }')
-  CANNOT_HELP_WHY=$(sed -n 's/.*cannot-help .*hello-path-secret.*[(]pods\{0,1\} [^)]*[)]: \(.*\); cure: .*/\1/p' "${log}" |
-    sort -u | paste -sd';' - | sed 's/;/; /g')
+  nudger_said "${log}" hello-path-secret "${1:-0}"
+}
+
+# nudger_said LOG SECRET [SKIP] — from a log of hello-path-nudger: NUDGED (the pods it
+#   annotated for Secret SECRET, less SKIP), CANNOT_HELP (the pods it named as consumers of
+#   SECRET it cannot help: env, envFrom, subPath) and CANNOT_HELP_WHY (their distinct
+#   reasons), as kube_nudge sets them from nudge.sh. Its lines:
+#     nudged pod/POD in namespace NS: secret.nudge.hello-path-rs/SECRET=RV (...)
+#     cannot-help Secret NS/SECRET (resourceVersion RV): OWNER (pods A, B): WHY; cure: ...
+#   (OWNER (pod A), or pod/A for a pod without owner).
+nudger_said() {
+  local log=$1 name=$2 said
+  NUDGED=$(($(grep -F "secret.nudge.hello-path-rs/${name}=" "${log}" | grep -c 'nudged pod/' || true) - ${3:-0}))
+  said=$(awk -v obj="/${name} (resourceVersion " '
+    index($0, "cannot-help Secret ") && index($0, obj) {
+      rest = substr($0, index($0, obj) + length(obj)); rest = substr(rest, index(rest, "): ") + 3)
+      who = substr(rest, 1, index(rest, ": ") - 1); rest = substr(rest, index(rest, ": ") + 2)
+      why = substr(rest, 1, index(rest, "; cure: ") - 1)
+      if (match(who, /[(]pods? [^)]*[)]/)) n += split(substr(who, RSTART, RLENGTH), parts, ",")
+      else n++
+      if (!(why in seen)) { seen[why] = 1; whys = whys (whys == "" ? "" : "; ") why }
+    }
+    END { printf "%d|%s\n", n, whys }' "${log}")
+  CANNOT_HELP=${said%%|*} CANNOT_HELP_WHY=${said#*|}
 }
 
 # The clean-up of the --kube mode: deletes the namespaces this script created, without
